@@ -1,0 +1,196 @@
+//! Flags shared by several binaries, defined and documented once and
+//! flattened into each binary's `Cli`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::error::HostError;
+use crate::host::{Host, HostKeyCheck, LocalHost, SshHost, SshOptions, Target};
+use crate::output::Format;
+
+/// `--format`, `-v`, `-q`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines
+    #[arg(long, env = "BG_FORMAT", value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
+    pub format: Format,
+
+    /// Say more on stderr (-vv for even more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Say less on stderr (-qq: errors only)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl OutputArgs {
+    pub fn level(&self) -> i8 {
+        (self.verbose.min(10) as i8) - (self.quiet.min(10) as i8)
+    }
+}
+
+/// Where to act: this machine, or `--host` over SSH.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Host")]
+pub struct HostArgs {
+    /// Act on this host over SSH instead of the local machine
+    #[arg(long, env = "BG_HOST", value_name = "[USER@]HOST[:PORT]")]
+    pub host: Option<String>,
+
+    /// SSH login name [default: the user in --host, else $USER]
+    #[arg(long, env = "BG_SSH_USER", value_name = "USER")]
+    pub ssh_user: Option<String>,
+
+    /// SSH port (a :PORT in --host wins)
+    #[arg(long, env = "BG_SSH_PORT", default_value_t = 22, value_name = "PORT")]
+    pub ssh_port: u16,
+
+    /// Private key (its passphrase in BG_SSH_PASSPHRASE) [default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa]
+    #[arg(long, env = "BG_SSH_KEY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Host keys to trust [default: ~/.ssh/known_hosts]
+    #[arg(long, env = "BG_KNOWN_HOSTS", value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Unknown or changed host keys: refuse (strict), add unknown ones (accept-new), or do not check (off)
+    #[arg(long, env = "BG_HOST_KEY_CHECK", value_enum, default_value_t = HostKeyCheck::Strict, value_name = "MODE")]
+    pub host_key_check: HostKeyCheck,
+
+    /// Limit for the TCP connect and the SSH handshake
+    #[arg(long, env = "BG_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// Run privileged commands as `sudo -n ...` (BG_SUDO=1)
+    #[arg(long, env = "BG_SUDO")]
+    pub sudo: bool,
+}
+
+impl HostArgs {
+    /// Opens the host: the local machine without `--host`, else an SSH session.
+    pub fn connect(&self) -> Result<Box<dyn Host>, HostError> {
+        match self.ssh_options()? {
+            None => Ok(Box::new(LocalHost::new(self.sudo))),
+            Some(options) => {
+                crate::log::debug(&format!("connecting to {}", options.target));
+                Ok(Box::new(SshHost::connect(&options)?))
+            }
+        }
+    }
+
+    /// The SSH options, reading `BG_SSH_PASSPHRASE`, `SSH_AUTH_SOCK` and
+    /// `HOME` from the environment; `None` without `--host`.
+    pub fn ssh_options(&self) -> Result<Option<SshOptions>, HostError> {
+        let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let env_path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let mut options = SshOptions::new(Target::parse(host)?);
+        options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
+        options.port = self.ssh_port;
+        options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
+        options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
+        options.known_hosts = self
+            .known_hosts
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
+        options.host_key_check = self.host_key_check;
+        options.connect_timeout = self.connect_timeout;
+        options.sudo = self.sudo;
+        options.agent_socket = env_path("SSH_AUTH_SOCK");
+        options.home = env_path("HOME");
+        Ok(Some(options))
+    }
+}
+
+/// `--lock-timeout`, for binaries that hold a lock while they change things.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// How long to wait for another run holding the same lock before exiting 5
+    #[arg(long, env = "BG_LOCK_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Duration,
+
+    /// Directory of the lock files on the host
+    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_name = "DIR")]
+    pub lock_dir: String,
+}
+
+impl LockArgs {
+    /// `DIR/bg-KIND-NAME.lock`, with NAME reduced to characters safe in a file name.
+    pub fn path(&self, kind: &str, name: &str) -> String {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!(
+            "{}/bg-{kind}-{safe}.lock",
+            self.lock_dir.trim_end_matches('/')
+        )
+    }
+}
+
+/// `500ms`, `10s`, `2m`, `1h 30m`; a bare number is seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(value).map_err(|e| format!("{e} (write it like 500ms, 10s or 2m)"))
+}
+
+/// A TCP port, 1 to 65535.
+pub fn parse_port(value: &str) -> Result<u16, String> {
+    match value.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{value:?} is not a port (1 to 65535)")),
+        Ok(port) => Ok(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("8000").unwrap(), 8000);
+        for bad in ["0", "65536", "-1", "http", ""] {
+            assert!(parse_port(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lock_paths_are_plain_file_names() {
+        let args = LockArgs {
+            lock_timeout: Duration::from_secs(1),
+            lock_dir: "/run/lock/".into(),
+        };
+        assert_eq!(args.path("switch", "dev"), "/run/lock/bg-switch-dev.lock");
+        assert_eq!(
+            args.path("switch", "a/../b $(x)"),
+            "/run/lock/bg-switch-a_.._b___x_.lock"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! The machine we run on: commands are child processes, no shell in between
+//! unless the command itself is a script.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Host, Input, Lock, Output};
+use crate::cmd::Cmd;
+use crate::error::HostError;
+
+/// The local machine.
+#[derive(Debug, Clone, Default)]
+pub struct LocalHost {
+    sudo: bool,
+}
+
+impl LocalHost {
+    pub fn new(sudo: bool) -> Self {
+        LocalHost { sudo }
+    }
+
+    fn spawn(&self, cmd: &Cmd, stdin: Stdio) -> Result<Child, HostError> {
+        let argv = cmd.argv(self.sudo);
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| HostError::Spawn {
+                host: self.name().to_string(),
+                program: argv[0].clone(),
+                source,
+            })
+    }
+}
+
+/// Large enough for few system calls on big uploads, small enough to keep memory flat.
+pub(crate) const CHUNK: usize = 1024 * 1024;
+
+impl Host for LocalHost {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn sudo(&self) -> bool {
+        self.sudo
+    }
+
+    fn exec(&self, cmd: &Cmd, input: Input<'_>) -> Result<Output, HostError> {
+        let stdin = match input {
+            Input::None => Stdio::null(),
+            _ => Stdio::piped(),
+        };
+        let mut child = self.spawn(cmd, stdin)?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stdin = child.stdin.take();
+        let timeout = cmd.get_timeout();
+        let (status, out, err) = std::thread::scope(|scope| {
+            let out = scope.spawn(move || read_all(&mut stdout));
+            let err = scope.spawn(move || read_all(&mut stderr));
+            if let Some(stdin) = stdin {
+                feed(stdin, input);
+            }
+            // Wait before joining the readers: on a timeout the kill closes the pipes.
+            let status = wait(&mut child, timeout);
+            (
+                status,
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default(),
+            )
+        });
+        let status = status.ok_or_else(|| HostError::Timeout {
+            host: self.name().to_string(),
+            command: cmd.to_string(),
+            after: timeout.unwrap_or_default(),
+        })?;
+        let status = status.map_err(|source| HostError::Spawn {
+            host: self.name().to_string(),
+            program: cmd.to_string(),
+            source,
+        })?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(Output {
+            code: status.code(),
+            signal: status.signal().map(signal_name),
+            stdout: out,
+            stderr: err,
+        })
+    }
+
+    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
+        let mut child = self.spawn(cmd, Stdio::piped())?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(wait).unwrap_or_default();
+        let stdin = child.stdin.take();
+        let lock = Lock {
+            _release: Box::new(HeldChild { child, stdin }),
+            path: cmd.to_string(),
+        };
+        Ok((line.trim_end().to_string(), lock))
+    }
+}
+
+/// Ends the holding process: closing its stdin makes it exit.
+struct HeldChild {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Drop for HeldChild {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if wait(&mut self.child, Some(Duration::from_secs(5))).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_all(reader: &mut impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = reader.read_to_end(&mut buf);
+    buf
+}
+
+/// Writes the input; a command that exits without reading it all is not our error.
+fn feed(mut stdin: ChildStdin, input: Input<'_>) {
+    match input {
+        Input::None => {}
+        Input::Bytes(bytes) => {
+            let _ = stdin.write_all(bytes);
+        }
+        Input::Stream {
+            reader,
+            len,
+            progress,
+        } => {
+            let mut buf = vec![0; CHUNK];
+            let mut sent = 0u64;
+            while sent < len {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if stdin.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                progress(sent);
+            }
+        }
+    }
+}
+
+/// Waits for the child; `None` when the timeout passed (the child is then killed).
+fn wait(
+    child: &mut Child,
+    timeout: Option<Duration>,
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    let Some(timeout) = timeout else {
+        return Some(child.wait());
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(Ok(status)),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+/// `KILL` for 9: the names sshd reports in exit-signal, so both hosts agree.
+pub(crate) fn signal_name(number: i32) -> String {
+    let name = match number {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGABRT => "ABRT",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGBUS => "BUS",
+        other => return other.to_string(),
+    };
+    name.to_string()
+}

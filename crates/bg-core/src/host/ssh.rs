@@ -1,0 +1,750 @@
+//! A remote host over SSH (libssh2 through the `ssh2` crate).
+//!
+//! After the handshake the session is non-blocking and every channel is
+//! driven by one loop that writes stdin and drains stdout and stderr in turn,
+//! waiting on the socket only when nothing moved: a command that fills both
+//! streams cannot stall on the shared window.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ssh2::{BlockDirections, Channel, ErrorCode, HostKeyType, MethodType, Session};
+
+use super::known_hosts::{self, HostKeyCheck, KnownHosts, Verdict};
+use super::local::CHUNK;
+use super::target::{Target, known_hosts_name};
+use super::{Host, Input, Lock, Output};
+use crate::cmd::Cmd;
+use crate::error::HostError;
+
+const EAGAIN: i32 = -37;
+const TIMEOUT: i32 = -9;
+
+/// Everything needed to reach and trust a host.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    pub target: Target,
+    /// `--ssh-user`; a user in the target wins.
+    pub user: Option<String>,
+    /// `--ssh-port`; a port in the target wins.
+    pub port: u16,
+    pub identity: Option<PathBuf>,
+    pub passphrase: Option<String>,
+    /// `None`: `~/.ssh/known_hosts`, then `/etc/ssh/ssh_known_hosts` to read.
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_check: HostKeyCheck,
+    pub connect_timeout: Duration,
+    pub sudo: bool,
+    /// The ssh-agent socket (`SSH_AUTH_SOCK`); `None`: no agent.
+    pub agent_socket: Option<PathBuf>,
+    /// Where `~/.ssh` is.
+    pub home: Option<PathBuf>,
+}
+
+impl SshOptions {
+    /// Options for `target` with the contract's defaults and nothing from the environment.
+    pub fn new(target: Target) -> Self {
+        SshOptions {
+            target,
+            user: None,
+            port: 22,
+            identity: None,
+            passphrase: None,
+            known_hosts: None,
+            host_key_check: HostKeyCheck::Strict,
+            connect_timeout: Duration::from_secs(10),
+            sudo: false,
+            agent_socket: None,
+            home: None,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.target.port.unwrap_or(self.port)
+    }
+
+    fn user(&self) -> String {
+        self.target
+            .user
+            .clone()
+            .or_else(|| self.user.clone())
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "root".to_string())
+    }
+
+    fn ssh_dir(&self) -> Option<PathBuf> {
+        self.home.as_ref().map(|h| h.join(".ssh"))
+    }
+}
+
+struct Inner {
+    session: Session,
+    /// The socket libssh2 uses, kept to wait on it.
+    socket: TcpStream,
+    name: String,
+}
+
+/// A host reached over SSH.
+pub struct SshHost {
+    inner: Arc<Inner>,
+    sudo: bool,
+}
+
+impl std::fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SshHost({})", self.inner.name)
+    }
+}
+
+impl SshHost {
+    /// Connects, checks the host key and authenticates, all within the connect timeout.
+    pub fn connect(options: &SshOptions) -> Result<SshHost, HostError> {
+        let host = options.target.host.as_str();
+        let port = options.port();
+        let user = options.user();
+        let shown = Target {
+            user: Some(user.clone()),
+            host: host.to_string(),
+            port: Some(port),
+        }
+        .to_string();
+        let deadline = Instant::now() + options.connect_timeout;
+
+        let socket = connect_tcp(host, port, options.connect_timeout, &shown)?;
+        let ssh_error = |during| {
+            let shown = shown.clone();
+            move |source| HostError::Ssh {
+                target: shown,
+                during,
+                source,
+            }
+        };
+        let mut session = Session::new().map_err(ssh_error("starting a session"))?;
+        let libssh2_socket = socket.try_clone().map_err(|source| HostError::Connect {
+            target: shown.clone(),
+            source,
+        })?;
+        session.set_tcp_stream(libssh2_socket);
+        session.set_timeout(remaining_ms(deadline));
+
+        let name = known_hosts_name(host, port);
+        let known = match options.host_key_check {
+            HostKeyCheck::Off => None,
+            _ => Some(load_known_hosts(options, &name)?),
+        };
+        if let Some(known) = &known {
+            let prefs = host_key_prefs(&known.key_types());
+            if !prefs.is_empty() {
+                // Ask for a key type we know, as ssh does; otherwise the server
+                // may offer another type and look like a stranger.
+                let _ = session.method_pref(MethodType::HostKey, &prefs);
+            }
+        }
+
+        session.handshake().map_err(|e| HostError::Handshake {
+            target: shown.clone(),
+            message: if e.code() == ErrorCode::Session(TIMEOUT) {
+                format!(
+                    "no SSH answer within {}",
+                    humantime::format_duration(options.connect_timeout)
+                )
+            } else {
+                e.message().to_string()
+            },
+        })?;
+
+        let (key, key_type) = session
+            .host_key()
+            .map(|(k, t)| (k.to_vec(), t))
+            .ok_or_else(|| HostError::Handshake {
+                target: shown.clone(),
+                message: "the server sent no host key".to_string(),
+            })?;
+        verify_host_key(options, known, &name, &shown, &key, key_type_name(key_type))?;
+
+        session.set_timeout(remaining_ms(deadline).max(1000));
+        authenticate(&session, options, &user, &shown)?;
+
+        session.set_timeout(0);
+        session.set_keepalive(true, 15);
+        session.set_blocking(false);
+        Ok(SshHost {
+            inner: Arc::new(Inner {
+                session,
+                socket,
+                name: shown,
+            }),
+            sudo: options.sudo,
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.session.set_blocking(true);
+        self.session.set_timeout(1000);
+        let _ = self
+            .session
+            .disconnect(Some(ssh2::DisconnectCode::ByApplication), "done", None);
+    }
+}
+
+fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    shown: &str,
+) -> Result<TcpStream, HostError> {
+    let connect_error = |source| HostError::Connect {
+        target: shown.to_string(),
+        source,
+    };
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(connect_error)?
+        .collect();
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "the name resolves to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(connect_error(last))
+}
+
+fn remaining_ms(deadline: Instant) -> u32 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1)
+}
+
+fn load_known_hosts(options: &SshOptions, name: &str) -> Result<KnownHosts, HostError> {
+    match &options.known_hosts {
+        Some(path) => KnownHosts::load(path, name),
+        None => {
+            let user_file = options
+                .ssh_dir()
+                .map(|d| d.join("known_hosts"))
+                .unwrap_or_else(|| PathBuf::from(".ssh/known_hosts"));
+            let mut known = KnownHosts::load(&user_file, name)?;
+            // The system-wide file is read, never written, as ssh does.
+            if let Ok(global) = KnownHosts::load(Path::new("/etc/ssh/ssh_known_hosts"), name) {
+                known.keys.extend(global.keys);
+            }
+            Ok(known)
+        }
+    }
+}
+
+fn verify_host_key(
+    options: &SshOptions,
+    known: Option<KnownHosts>,
+    name: &str,
+    shown: &str,
+    key: &[u8],
+    key_type: &str,
+) -> Result<(), HostError> {
+    let fingerprint = known_hosts::fingerprint(key);
+    let Some(known) = known else {
+        crate::log::warn(&format!(
+            "host key of {shown} ({fingerprint}) is NOT checked (--host-key-check off)"
+        ));
+        return Ok(());
+    };
+    match known.verdict(key_type, key) {
+        Verdict::Match => Ok(()),
+        Verdict::Revoked => Err(HostError::HostKeyRevoked {
+            target: shown.to_string(),
+            fingerprint,
+            known_hosts: known.path,
+        }),
+        Verdict::Changed { line } => Err(HostError::HostKeyChanged {
+            target: shown.to_string(),
+            fingerprint,
+            known_hosts: known.path,
+            line,
+        }),
+        Verdict::Unknown if options.host_key_check == HostKeyCheck::AcceptNew => {
+            known_hosts::append(&known.path, name, key_type, key)?;
+            crate::log::info(&format!(
+                "added the host key of {shown} ({fingerprint}) to {}",
+                known.path.display()
+            ));
+            Ok(())
+        }
+        Verdict::Unknown => {
+            let port = options.port();
+            let keyscan = if port == 22 {
+                format!("ssh-keyscan {}", options.target.host)
+            } else {
+                format!("ssh-keyscan -p {port} {}", options.target.host)
+            };
+            Err(HostError::HostKeyUnknown {
+                target: shown.to_string(),
+                fingerprint,
+                known_hosts: known.path,
+                keyscan,
+            })
+        }
+    }
+}
+
+fn key_type_name(key_type: HostKeyType) -> &'static str {
+    match key_type {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => "unknown",
+    }
+}
+
+/// The host key algorithms to offer for the key types in known_hosts.
+fn host_key_prefs(types: &[&str]) -> String {
+    let mut prefs: Vec<&str> = Vec::new();
+    for t in types {
+        match *t {
+            "ssh-rsa" => prefs.extend(["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]),
+            "ssh-ed25519"
+            | "ecdsa-sha2-nistp256"
+            | "ecdsa-sha2-nistp384"
+            | "ecdsa-sha2-nistp521" => prefs.push(t),
+            _ => {}
+        }
+    }
+    prefs.join(",")
+}
+
+/// `--identity` / `BG_SSH_KEY`, then every ssh-agent identity, then the default key files.
+fn authenticate(
+    session: &Session,
+    options: &SshOptions,
+    user: &str,
+    shown: &str,
+) -> Result<(), HostError> {
+    let mut tried = Vec::new();
+    if let Some(key) = &options.identity {
+        if !key.is_file() {
+            return Err(HostError::KeyMissing { path: key.clone() });
+        }
+        if let Some(()) = try_key_file(
+            session,
+            user,
+            key,
+            options.passphrase.as_deref(),
+            &mut tried,
+            true,
+        ) {
+            return Ok(());
+        }
+    }
+    match &options.agent_socket {
+        None => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".to_string()),
+        Some(socket) => match try_agent(session, user, socket) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(note) => tried.push(note),
+        },
+    }
+    if options.agent_socket.is_some() && !tried.iter().any(|t| t.starts_with("ssh-agent")) {
+        tried.push("ssh-agent (no identity accepted)".to_string());
+    }
+    if let Some(dir) = options.ssh_dir() {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let key = dir.join(name);
+            if key.is_file() && try_key_file(session, user, &key, None, &mut tried, false).is_some()
+            {
+                return Ok(());
+            }
+        }
+    }
+    if tried.is_empty() {
+        tried.push("no key: none given, no agent, no ~/.ssh/id_* file".to_string());
+    }
+    Err(HostError::Auth {
+        target: shown.to_string(),
+        user: user.to_string(),
+        tried,
+    })
+}
+
+fn try_key_file(
+    session: &Session,
+    user: &str,
+    key: &Path,
+    passphrase: Option<&str>,
+    tried: &mut Vec<String>,
+    explicit: bool,
+) -> Option<()> {
+    let passphrase = passphrase.filter(|p| !p.is_empty());
+    if passphrase.is_none() && key_is_encrypted(key) {
+        tried.push(if explicit {
+            format!(
+                "{}: the key is encrypted and BG_SSH_PASSPHRASE is not set (Jenkins: passphraseVariable)",
+                key.display()
+            )
+        } else {
+            format!("{}: encrypted, skipped", key.display())
+        });
+        return None;
+    }
+    match session.userauth_pubkey_file(user, None, key, passphrase) {
+        Ok(()) if session.authenticated() => Some(()),
+        Ok(()) => {
+            tried.push(format!("{}: not accepted", key.display()));
+            None
+        }
+        Err(e) => {
+            let why = match e.code() {
+                ErrorCode::Session(-18) => "not accepted".to_string(), // PUBLICKEY_UNVERIFIED
+                ErrorCode::Session(-19) => "not accepted by the server".to_string(),
+                _ if passphrase.is_some() && e.message().contains("passphrase") => {
+                    "wrong BG_SSH_PASSPHRASE or unreadable key".to_string()
+                }
+                _ => e.message().to_string(),
+            };
+            tried.push(format!("{}: {why}", key.display()));
+            None
+        }
+    }
+}
+
+/// Tries each agent identity in turn. `Err` carries a note for the error message.
+fn try_agent(session: &Session, user: &str, socket: &Path) -> Result<bool, String> {
+    let mut agent = session.agent().map_err(|e| format!("ssh-agent: {e}"))?;
+    agent
+        .set_identity_path(socket)
+        .map_err(|e| format!("ssh-agent: {e}"))?;
+    agent
+        .connect()
+        .map_err(|e| format!("ssh-agent at {}: {}", socket.display(), e.message()))?;
+    agent
+        .list_identities()
+        .map_err(|e| format!("ssh-agent: {}", e.message()))?;
+    let identities = agent
+        .identities()
+        .map_err(|e| format!("ssh-agent: {}", e.message()))?;
+    let count = identities.len();
+    for identity in identities {
+        if agent.userauth(user, &identity).is_ok() && session.authenticated() {
+            let _ = agent.disconnect();
+            return Ok(true);
+        }
+    }
+    let _ = agent.disconnect();
+    Err(format!("ssh-agent ({count} identities, none accepted)"))
+}
+
+/// Whether a private key file needs a passphrase: OpenSSH's own format names
+/// its cipher, PEM says `ENCRYPTED`.
+pub fn key_is_encrypted(key: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(key) else {
+        return false;
+    };
+    if text.contains("ENCRYPTED") {
+        return true;
+    }
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
+        return false;
+    };
+    let Some(rest) = bytes.strip_prefix(b"openssh-key-v1\0") else {
+        return false;
+    };
+    let Some(len) = rest
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    else {
+        return false;
+    };
+    rest.get(4..4 + len).is_some_and(|cipher| cipher != b"none")
+}
+
+impl Inner {
+    /// Waits until the socket can move in the direction libssh2 is blocked on.
+    fn wait(&self, deadline: Option<Instant>) {
+        let events = match self.session.block_directions() {
+            BlockDirections::Outbound => libc::POLLOUT,
+            BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+            BlockDirections::Inbound | BlockDirections::None => libc::POLLIN,
+        };
+        let mut slice = Duration::from_millis(200);
+        if let Some(deadline) = deadline {
+            slice = slice.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let mut fd = libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        unsafe { libc::poll(&mut fd, 1, slice.as_millis() as libc::c_int) };
+        let _ = self.session.keepalive_send();
+    }
+
+    /// Retries a libssh2 call that says "would block".
+    fn again<T>(
+        &self,
+        during: &'static str,
+        deadline: Option<Instant>,
+        mut call: impl FnMut() -> Result<T, ssh2::Error>,
+    ) -> Result<T, HostError> {
+        loop {
+            match call() {
+                Ok(value) => return Ok(value),
+                Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(HostError::Ssh {
+                            target: self.name.clone(),
+                            during,
+                            source: e,
+                        });
+                    }
+                    self.wait(deadline);
+                }
+                Err(source) => {
+                    return Err(HostError::Ssh {
+                        target: self.name.clone(),
+                        during,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn open(&self, line: &str) -> Result<Channel, HostError> {
+        let mut channel =
+            self.again("opening a channel", None, || self.session.channel_session())?;
+        self.again("starting a command", None, || channel.exec(line))?;
+        Ok(channel)
+    }
+}
+
+/// Reads what is there without blocking; `true` if anything came.
+fn drain(
+    stream: &mut impl Read,
+    into: &mut Vec<u8>,
+    buf: &mut [u8],
+) -> Result<bool, std::io::Error> {
+    let mut any = false;
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Ok(any),
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                any = true;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(any),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Host for SshHost {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn sudo(&self) -> bool {
+        self.sudo
+    }
+
+    fn exec(&self, cmd: &Cmd, input: Input<'_>) -> Result<Output, HostError> {
+        let inner = &*self.inner;
+        let line = cmd.to_shell_line(self.sudo)?;
+        crate::log::debug(&format!("{}: {line}", inner.name));
+        let deadline = cmd.get_timeout().map(|t| Instant::now() + t);
+        let mut channel = inner.open(&line)?;
+        let transport = |source| HostError::Transport {
+            target: inner.name.clone(),
+            during: "running a command",
+            source,
+        };
+
+        let mut feeder = Feeder::new(input);
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut moved = feeder.step(&mut channel).map_err(transport)?;
+            if feeder.done_writing() && !feeder.eof_sent {
+                inner.again("closing stdin", deadline, || channel.send_eof())?;
+                feeder.eof_sent = true;
+            }
+            moved |= drain(&mut channel, &mut stdout, &mut buf).map_err(transport)?;
+            moved |= drain(&mut channel.stderr(), &mut stderr, &mut buf).map_err(transport)?;
+            if channel.eof() {
+                break;
+            }
+            if !moved {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let _ = channel.close();
+                    return Err(HostError::Timeout {
+                        host: inner.name.clone(),
+                        command: cmd.to_string(),
+                        after: cmd.get_timeout().unwrap_or_default(),
+                    });
+                }
+                inner.wait(deadline);
+            }
+        }
+        inner.again("closing a channel", None, || channel.wait_close())?;
+        let signal = channel
+            .exit_signal()
+            .ok()
+            .and_then(|s| s.exit_signal)
+            .map(|s| s.trim_start_matches("SIG").to_string());
+        let code = match signal {
+            Some(_) => None,
+            None => channel.exit_status().ok(),
+        };
+        Ok(Output {
+            code,
+            signal,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
+        let inner = &*self.inner;
+        let line = cmd.to_shell_line(self.sudo)?;
+        let deadline = Instant::now() + wait;
+        let mut channel = inner.open(&line)?;
+        let mut stdout = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while !stdout.contains(&b'\n') && !channel.eof() && Instant::now() < deadline {
+            let moved = drain(&mut channel, &mut stdout, &mut buf).map_err(|source| {
+                HostError::Transport {
+                    target: inner.name.clone(),
+                    during: "taking a lock",
+                    source,
+                }
+            })?;
+            if !moved {
+                inner.wait(Some(deadline));
+            }
+        }
+        let text = String::from_utf8_lossy(&stdout);
+        let first = text.lines().next().unwrap_or("").to_string();
+        let lock = Lock {
+            _release: Box::new(HeldChannel {
+                channel,
+                inner: Arc::clone(&self.inner),
+            }),
+            path: cmd.to_string(),
+        };
+        Ok((first, lock))
+    }
+}
+
+/// A channel whose remote process holds a lock until we close its stdin.
+struct HeldChannel {
+    channel: Channel,
+    inner: Arc<Inner>,
+}
+
+impl Drop for HeldChannel {
+    fn drop(&mut self) {
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        let channel = &mut self.channel;
+        let _ = self
+            .inner
+            .again("releasing a lock", deadline, || channel.send_eof());
+        let _ = self
+            .inner
+            .again("releasing a lock", deadline, || channel.wait_close());
+    }
+}
+
+/// Feeds a channel's stdin from an [`Input`] in large pieces.
+struct Feeder<'a> {
+    input: Input<'a>,
+    pending: Vec<u8>,
+    offset: usize,
+    sent: u64,
+    finished: bool,
+    eof_sent: bool,
+}
+
+impl<'a> Feeder<'a> {
+    fn new(input: Input<'a>) -> Self {
+        Feeder {
+            input,
+            pending: Vec::new(),
+            offset: 0,
+            sent: 0,
+            finished: false,
+            eof_sent: false,
+        }
+    }
+
+    fn done_writing(&self) -> bool {
+        self.finished
+    }
+
+    /// Writes as much as the channel takes now; `true` if anything went out.
+    fn step(&mut self, channel: &mut Channel) -> Result<bool, std::io::Error> {
+        let mut moved = false;
+        while !self.finished {
+            if self.offset == self.pending.len() {
+                self.refill()?;
+                if self.finished {
+                    break;
+                }
+            }
+            match channel.write(&self.pending[self.offset..]) {
+                Ok(n) => {
+                    self.offset += n;
+                    self.sent += n as u64;
+                    moved = true;
+                    if let Input::Stream { progress, .. } = &mut self.input {
+                        progress(self.sent);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                // The command exited without reading everything: its exit status tells.
+                Err(_) => {
+                    self.finished = true;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    fn refill(&mut self) -> Result<(), std::io::Error> {
+        self.offset = 0;
+        self.pending.clear();
+        match &mut self.input {
+            Input::None => {}
+            Input::Bytes(bytes) => {
+                self.pending.extend_from_slice(bytes);
+                self.input = Input::None;
+            }
+            Input::Stream { reader, len, .. } => {
+                if self.sent < *len {
+                    self.pending.resize(CHUNK, 0);
+                    let n = reader.read(&mut self.pending)?;
+                    self.pending.truncate(n);
+                }
+            }
+        }
+        self.finished = self.pending.is_empty();
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! What the `bg-*` binaries share, and nothing else.
+//!
+//! - [`host`]: one [`host::Host`] trait for the machine we act on, local or
+//!   over SSH, so that every binary is written once.
+//! - [`quote`] and [`cmd`]: the one way a value reaches a shell.
+//! - [`error`] and [`exit`]: typed errors, each mapped to the contract's exit code.
+//! - [`output`]: `--format text|json|env`.
+//! - [`cli`]: flags shared by several binaries, and [`main`], which is all a
+//!   binary's `main.rs` calls.
+
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod exit;
+pub mod host;
+pub mod log;
+pub mod output;
+pub mod quote;
+
+use std::process::ExitCode;
+
+pub use cmd::Cmd;
+pub use error::{Failure, HostError, Result, UsageError};
+pub use exit::Code;
+pub use host::Host;
+pub use output::{Format, Report};
+
+/// A binary: its parsed flags and what it does with them.
+pub trait Tool: clap::Parser {
+    /// The output flags, so that [`main`] can print the result.
+    fn output(&self) -> &cli::OutputArgs;
+
+    /// Does the work. Only [`main`] turns an error into a message and an exit code.
+    fn run(self) -> Result<Report>;
+}
+
+/// The whole `main` of every binary: parse, run, print, exit with the contract's code.
+pub fn main<T: Tool>() -> ExitCode {
+    let name = T::command().get_name().to_string();
+    let cli = match T::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&name, error),
+    };
+    log::init(&name, cli.output().level());
+    let format = cli.output().format;
+    match cli.run() {
+        Ok(report) => match report.print(format) {
+            Ok(()) => Code::Ok.into(),
+            Err(e) => {
+                eprintln!("{name}: error: cannot write the result to stdout: {e}");
+                Code::Failed.into()
+            }
+        },
+        Err(failure) => {
+            report_failure(&name, failure.as_ref());
+            failure.code().into()
+        }
+    }
+}
+
+/// Prints a failure: its details as they came, then one line that says what
+/// happened and what to do next.
+pub fn report_failure(name: &str, failure: &dyn Failure) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    if let Some(details) = failure.details() {
+        let _ = writeln!(err, "{}", details.trim_end());
+    }
+    let message = one_line(&failure.to_string());
+    let _ = match failure.hint() {
+        Some(hint) => writeln!(err, "{name}: error: {message}; {}", one_line(&hint)),
+        None => writeln!(err, "{name}: error: {message}"),
+    };
+}
+
+/// clap's errors, reduced to the contract's single line; help and version go to stdout.
+fn clap_exit(name: &str, error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            Code::Ok.into()
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("bad usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let tip = lines
+                .find_map(|l| l.strip_prefix("tip: "))
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("see '{name} --help'"));
+            eprintln!("{name}: error: {first}; {tip}");
+            Code::Usage.into()
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Who is deploying, for locks and history: `BG_ACTOR`, else Jenkins'
+/// `BUILD_TAG`, else `$USER`.
+pub fn actor() -> String {
+    ["BG_ACTOR", "BUILD_TAG", "USER"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}

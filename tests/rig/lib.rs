@@ -1,0 +1,1 @@
+//! The test rig: real sshd, nginx and JVM for the integration tests.
