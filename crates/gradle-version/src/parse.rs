@@ -141,7 +141,7 @@ pub fn find_in_build_script(text: &str, properties: &[(String, String)]) -> Resu
             _ => false,
         })
         .filter_map(|s| VERSION_STATEMENT.captures(&s.text).map(|c| (c, s.line)))
-        .last();
+        .next_back(); // the last assignment wins, as when Gradle runs the script
     let Some((captures, line)) = declaration else {
         return Err(Problem::NoVersion);
     };

@@ -1,0 +1,330 @@
+//! bg-core's Host, run both ways: on the local machine and over a real sshd.
+//! Each scenario is written once and run as `NAME::local` and `NAME::ssh`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bg_core::host::{Host, Input, LocalHost};
+use bg_core::{Cmd, Code, Failure, HostError};
+use bg_deploy_tests::Sshd;
+use sha2::Digest;
+
+macro_rules! both_ways {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn local() {
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&LocalHost::new(false) as &dyn Host, dir.path());
+            }
+
+            #[test]
+            fn ssh() {
+                let sshd = Sshd::start();
+                let host = sshd.connect();
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&host as &dyn Host, dir.path());
+            }
+        }
+    };
+}
+
+const HOSTILE: &[&str] = &[
+    "with space",
+    "it's",
+    "\"dq\"",
+    "$(touch /tmp/bg-host-pwned)",
+    "`touch /tmp/bg-host-pwned`",
+    "a\nb",
+    "semi;colon|pipe&amp",
+    "*",
+    "héllo ✓ 배포",
+    "-n",
+    "",
+];
+
+both_ways!(exit_codes_and_signals, |host: &dyn Host, _dir: &Path| {
+    let ok = host.run(&Cmd::new("true")).unwrap();
+    assert!(ok.success());
+    assert_eq!(ok.code, Some(0));
+
+    let seven = host.run(&Cmd::script("exit 7", &[])).unwrap();
+    assert_eq!(
+        (seven.code, seven.signal.as_deref(), seven.success()),
+        (Some(7), None, false)
+    );
+
+    let killed = host.run(&Cmd::script("kill -KILL $$", &[])).unwrap();
+    assert_eq!(killed.signal.as_deref(), Some("KILL"));
+    assert!(
+        !killed.success(),
+        "a command killed by a signal is a failure"
+    );
+    assert_eq!(killed.status_text(), "was killed by SIGKILL");
+
+    let err = host
+        .run_ok(&Cmd::script("echo broken >&2; exit 3", &[]))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Failed);
+    assert_eq!(err.details().as_deref(), Some("broken"));
+});
+
+both_ways!(
+    ten_mib_on_stdout_and_stderr_at_once,
+    |host: &dyn Host, _dir: &Path| {
+        const SIZE: usize = 10 * 1024 * 1024;
+        let script = "head -c 10485760 /dev/zero | tr '\\0' e >&2 & head -c 10485760 /dev/zero | tr '\\0' o; wait";
+        let output = host.run(&Cmd::script(script, &[])).unwrap();
+        assert!(output.success(), "{}", output.status_text());
+        assert_eq!(output.stdout.len(), SIZE);
+        assert_eq!(output.stderr.len(), SIZE);
+        assert!(output.stdout.iter().all(|&b| b == b'o'));
+        assert!(output.stderr.iter().all(|&b| b == b'e'));
+    }
+);
+
+both_ways!(
+    hostile_values_arrive_as_they_were,
+    |host: &dyn Host, _dir: &Path| {
+        let output = host
+            .run(
+                &Cmd::new("printf")
+                    .arg("%s\\0")
+                    .args(HOSTILE.iter().copied()),
+            )
+            .unwrap();
+        let seen: Vec<&str> = std::str::from_utf8(&output.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .collect();
+        assert_eq!(seen, HOSTILE);
+        let output = host
+            .run(&Cmd::script("printf '%s|' \"$@\"", HOSTILE))
+            .unwrap();
+        assert_eq!(
+            output.stdout_text(),
+            HOSTILE.iter().map(|h| format!("{h}|")).collect::<String>()
+        );
+        assert!(!Path::new("/tmp/bg-host-pwned").exists());
+    }
+);
+
+both_ways!(stdin_is_delivered_whole, |host: &dyn Host, _dir: &Path| {
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let output = host.exec(&Cmd::new("cat"), Input::Bytes(&data)).unwrap();
+    assert!(output.success());
+    assert!(output.stdout == data, "cat returned other bytes");
+});
+
+both_ways!(
+    files_are_written_atomically_and_read_back,
+    |host: &dyn Host, dir: &Path| {
+        for name in HOSTILE
+            .iter()
+            .filter(|n| !n.is_empty() && !n.contains('/') && **n != "*")
+        {
+            let sub = dir.join(name);
+            std::fs::create_dir_all(&sub).unwrap();
+            let path = sub.join(format!("{name}.conf"));
+            let path = path.to_str().unwrap();
+            assert_eq!(
+                host.read_file(path, false).unwrap(),
+                None,
+                "nothing there yet"
+            );
+            host.write_file_atomic(path, b"first\n", 0o640, false)
+                .unwrap();
+            host.write_file_atomic(path, b"second $(x)\n", 0o640, false)
+                .unwrap();
+            assert_eq!(
+                host.read_file(path, false).unwrap().unwrap(),
+                b"second $(x)\n"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+                0o640
+            );
+            let leftovers: Vec<_> = std::fs::read_dir(&sub)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                leftovers.len(),
+                1,
+                "a temp file was left behind: {leftovers:?}"
+            );
+        }
+        let history = dir.join("new dir/h.jsonl");
+        host.append_line(history.to_str().unwrap(), "{\"a\":1}", false)
+            .unwrap();
+        host.append_line(history.to_str().unwrap(), "it's", false)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&history).unwrap(),
+            "{\"a\":1}\nit's\n"
+        );
+        let missing_dir = dir.join("no/such/dir/file");
+        let err = host
+            .write_file_atomic(missing_dir.to_str().unwrap(), b"x", 0o644, false)
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Failed);
+    }
+);
+
+both_ways!(
+    uploads_arrive_intact_with_progress,
+    |host: &dyn Host, dir: &Path| {
+        let local = dir.join("local.jar");
+        let data: Vec<u8> = (0..(20 * 1024 * 1024 + 12345u32))
+            .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+            .collect();
+        std::fs::write(&local, &data).unwrap();
+        let remote = dir.join("remote $(x) 'q'.jar");
+        let mut seen = Vec::new();
+        host.upload(&local, remote.to_str().unwrap(), &mut |sent| {
+            seen.push(sent)
+        })
+        .unwrap();
+        assert_eq!(seen.last().copied(), Some(data.len() as u64));
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "progress went backwards"
+        );
+        let expected = format!("{:x}", sha2::Sha256::digest(&data));
+        assert_eq!(
+            host.sha256(remote.to_str().unwrap()).unwrap(),
+            Some(expected)
+        );
+        assert_eq!(
+            host.sha256(dir.join("absent").to_str().unwrap()).unwrap(),
+            None
+        );
+    }
+);
+
+both_ways!(
+    locks_exclude_and_name_their_holder,
+    |host: &dyn Host, dir: &Path| {
+        let path = dir.join("locks/site $(x).lock");
+        let path = path.to_str().unwrap();
+        let first = host
+            .lock(path, Duration::from_secs(5), "first run (it's me)")
+            .unwrap();
+        let started = Instant::now();
+        let busy = host
+            .lock(path, Duration::from_millis(300), "second run")
+            .unwrap_err();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "did not wait"
+        );
+        assert_eq!(busy.code(), Code::Busy);
+        assert!(busy.to_string().contains("first run (it's me)"), "{busy}");
+        drop(first);
+        let again = host
+            .lock(path, Duration::from_secs(5), "third run")
+            .unwrap();
+        drop(again);
+    }
+);
+
+/// Run in a child process by `a_killed_holder_leaves_no_lock`: takes the
+/// lock named by the environment, says so, and waits to be killed.
+#[test]
+#[ignore = "a helper process, started by other tests"]
+fn lock_holder_process() {
+    let Ok(path) = std::env::var("BG_RIG_LOCK_PATH") else {
+        return;
+    };
+    let host: Box<dyn Host> = match std::env::var("BG_RIG_SSH_PORT") {
+        Err(_) => Box::new(LocalHost::new(false)),
+        Ok(port) => {
+            let target = bg_core::host::Target::parse(&format!(
+                "{}@127.0.0.1:{port}",
+                bg_deploy_tests::current_user()
+            ))
+            .unwrap();
+            let mut options = bg_core::host::SshOptions::new(target);
+            options.identity = Some(std::env::var("BG_RIG_SSH_KEY").unwrap().into());
+            options.known_hosts = Some(std::env::var("BG_RIG_KNOWN_HOSTS").unwrap().into());
+            Box::new(bg_core::host::SshHost::connect(&options).unwrap())
+        }
+    };
+    let _lock = host
+        .lock(&path, Duration::from_secs(5), "the doomed holder")
+        .unwrap();
+    println!("HOLDING");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+fn killed_holder(host: &dyn Host, dir: &Path, sshd: Option<&Sshd>) {
+    let path = dir.join("killed.lock");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "lock_holder_process",
+        "--nocapture",
+        "--include-ignored",
+    ])
+    .env("BG_RIG_LOCK_PATH", &path)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    if let Some(sshd) = sshd {
+        cmd.env("BG_RIG_SSH_PORT", sshd.port.to_string())
+            .env("BG_RIG_SSH_KEY", &sshd.client_key)
+            .env("BG_RIG_KNOWN_HOSTS", &sshd.known_hosts);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let holding = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("HOLDING"));
+    assert!(holding, "the helper never took the lock");
+    let path = path.to_str().unwrap();
+    let busy = host
+        .lock(path, Duration::from_millis(200), "waiter")
+        .unwrap_err();
+    assert!(busy.to_string().contains("the doomed holder"), "{busy}");
+    child.kill().unwrap(); // SIGKILL: no destructor runs
+    child.wait().unwrap();
+    host.lock(path, Duration::from_secs(10), "next run")
+        .expect("the killed holder's lock was left behind");
+}
+
+#[test]
+fn a_killed_holder_leaves_no_lock_local() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_holder(&LocalHost::new(false), dir.path(), None);
+}
+
+#[test]
+fn a_killed_holder_leaves_no_lock_ssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    killed_holder(&sshd.connect(), dir.path(), Some(&sshd));
+}
+
+#[test]
+fn a_command_past_its_timeout_fails() {
+    let sshd = Sshd::start();
+    let ssh = sshd.connect();
+    for host in [&LocalHost::new(false) as &dyn Host, &ssh] {
+        let err = host
+            .run(
+                &Cmd::new("sleep")
+                    .arg("30")
+                    .timeout(Duration::from_millis(300)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, HostError::Timeout { .. }), "{err}");
+        assert_eq!(err.code(), Code::Failed);
+    }
+}

@@ -1,0 +1,206 @@
+//! A real OpenSSH server on a free loopback port, with its own host key,
+//! client key, authorized_keys and a known_hosts file for the client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{current_user, free_port, sh};
+
+/// Generates an ed25519 key pair at `path` (and `path.pub`).
+pub fn keygen(path: &Path, passphrase: &str) -> PathBuf {
+    sh(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "bg-test",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    path.to_path_buf()
+}
+
+pub struct Sshd {
+    pub port: u16,
+    pub dir: TempDir,
+    /// The client key authorized on the server.
+    pub client_key: PathBuf,
+    /// A known_hosts file holding the server's key as `[127.0.0.1]:port`.
+    pub known_hosts: PathBuf,
+    /// The server's public host key line (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+    pub user: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+impl Sshd {
+    /// Starts a server; panics with its log when it cannot.
+    pub fn start() -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: install openssh-server (.ci/run does)"
+        );
+        // sshd wants its privilege separation directory to exist.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let dir = tempfile::Builder::new()
+            .prefix("bg-sshd-")
+            .tempdir()
+            .unwrap();
+        let host_key = keygen(&dir.path().join("host_ed25519"), "");
+        let client_key = keygen(&dir.path().join("client_ed25519"), "");
+        std::fs::copy(
+            dir.path().join("client_ed25519.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let host_pub: String = host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let user = current_user();
+
+        for _attempt in 0..10 {
+            let port = free_port();
+            let config = dir.path().join("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                     PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+                     KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+                     AllowUsers {user}\nMaxStartups 100\nMaxAuthTries 10\nLogLevel VERBOSE\n\
+                     Subsystem sftp internal-sftp\n",
+                    host_key = host_key.display(),
+                    dir = dir.path().display(),
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("cannot start sshd");
+            let log = Arc::new(Mutex::new(String::new()));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let stderr = child.stderr.take().unwrap();
+            let sink = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("Server listening on") {
+                        let _ = ready_tx.send(true);
+                    }
+                    sink.lock().unwrap().push_str(&format!("{line}\n"));
+                }
+                let _ = ready_tx.send(false);
+            });
+            match ready_rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(true) => {
+                    let known_hosts = dir.path().join("known_hosts");
+                    std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}\n"))
+                        .unwrap();
+                    return Sshd {
+                        port,
+                        client_key,
+                        known_hosts,
+                        host_key: host_pub,
+                        user,
+                        child,
+                        log,
+                        dir,
+                    };
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let text = log.lock().unwrap().clone();
+                    if !text.contains("Address already in use") {
+                        panic!("sshd did not start:\n{text}");
+                    }
+                }
+            }
+        }
+        panic!("sshd found no free port in 10 attempts");
+    }
+
+    /// `user@127.0.0.1:port`.
+    pub fn target(&self) -> String {
+        format!("{}@127.0.0.1:{}", self.user, self.port)
+    }
+
+    /// The flags that reach this server with the authorized key, strictly checked.
+    pub fn host_args(&self) -> Vec<String> {
+        vec![
+            "--host".into(),
+            self.target(),
+            "--identity".into(),
+            self.client_key.display().to_string(),
+            "--known-hosts".into(),
+            self.known_hosts.display().to_string(),
+        ]
+    }
+
+    /// The same, as library options.
+    pub fn options(&self) -> bg_core::host::SshOptions {
+        let target = bg_core::host::Target::parse(&self.target()).unwrap();
+        let mut options = bg_core::host::SshOptions::new(target);
+        options.identity = Some(self.client_key.clone());
+        options.known_hosts = Some(self.known_hosts.clone());
+        options.connect_timeout = Duration::from_secs(10);
+        options
+    }
+
+    pub fn connect(&self) -> bg_core::host::SshHost {
+        bg_core::host::SshHost::connect(&self.options())
+            .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", self.log()))
+    }
+
+    /// Adds a public key to authorized_keys.
+    pub fn authorize(&self, public_key: &Path) {
+        let line = std::fs::read_to_string(public_key).unwrap();
+        let path = self.dir.path().join("authorized_keys");
+        let mut keys = std::fs::read_to_string(&path).unwrap();
+        keys.push_str(&line);
+        std::fs::write(path, keys).unwrap();
+    }
+
+    /// Replaces authorized_keys with exactly these public keys.
+    pub fn authorize_only(&self, public_keys: &[&Path]) {
+        let text: String = public_keys
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        std::fs::write(self.dir.path().join("authorized_keys"), text).unwrap();
+    }
+
+    /// What sshd said so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
