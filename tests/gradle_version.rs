@@ -16,7 +16,11 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn gradle_version(dir: &Path, args: &[&str]) -> Run {
-    Bin::new("gradle-version").arg("--dir").arg(dir.to_str().unwrap()).args(args).run()
+    Bin::new("gradle-version")
+        .arg("--dir")
+        .arg(dir.to_str().unwrap())
+        .args(args)
+        .run()
 }
 
 const INITIALIZR_GROOVY: &str = "plugins {
@@ -74,7 +78,10 @@ tasks.withType<KotlinCompile> {
 fn spring_initializr_groovy_build() {
     let dir = project(&[("build.gradle", INITIALIZR_GROOVY)]);
     let run = gradle_version(dir.path(), &[]);
-    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, "0.0.1-SNAPSHOT\n", ""));
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "0.0.1-SNAPSHOT\n", "")
+    );
 }
 
 #[test]
@@ -83,30 +90,49 @@ fn spring_initializr_kotlin_build() {
     let run = gradle_version(dir.path(), &["--format", "env"]);
     assert_eq!(
         (run.code, run.stdout.as_str(), run.stderr.as_str()),
-        (0, "BG_VERSION=1.4.2\nBG_VERSION_SOURCE=build.gradle.kts:11\n", "")
+        (
+            0,
+            "BG_VERSION=1.4.2\nBG_VERSION_SOURCE=build.gradle.kts:11\n",
+            ""
+        )
     );
 }
 
 #[test]
 fn multi_project_root_with_properties() {
     let dir = project(&[
-        ("settings.gradle", "rootProject.name = 'shop'\ninclude 'api', 'worker'\n"),
+        (
+            "settings.gradle",
+            "rootProject.name = 'shop'\ninclude 'api', 'worker'\n",
+        ),
         (
             "build.gradle",
             "plugins { id 'org.springframework.boot' version '3.1.5' apply false }\n\nallprojects {\n    group = 'com.example.shop'\n    version = \"${projectVersion}\"\n}\n\nsubprojects {\n    apply plugin: 'java'\n}\n",
         ),
-        ("gradle.properties", "org.gradle.jvmargs=-Xmx2g\nprojectVersion=2.3.4\n"),
-        ("api/build.gradle", "dependencies { implementation project(':worker') }\n"),
+        (
+            "gradle.properties",
+            "org.gradle.jvmargs=-Xmx2g\nprojectVersion=2.3.4\n",
+        ),
+        (
+            "api/build.gradle",
+            "dependencies { implementation project(':worker') }\n",
+        ),
     ]);
     let run = gradle_version(dir.path(), &["--format", "json"]);
     run.code(0);
-    assert_eq!(run.stdout, "{\"version\":\"2.3.4\",\"version_source\":\"build.gradle:5\"}\n");
+    assert_eq!(
+        run.stdout,
+        "{\"version\":\"2.3.4\",\"version_source\":\"build.gradle:5\"}\n"
+    );
 }
 
 #[test]
 fn project_property_from_gradle_properties() {
     let dir = project(&[
-        ("build.gradle.kts", "version = project.property(\"appVersion\") as String\n"),
+        (
+            "build.gradle.kts",
+            "version = project.property(\"appVersion\") as String\n",
+        ),
         ("gradle.properties", "appVersion = 7.0.1\n"),
     ]);
     assert_eq!(gradle_version(dir.path(), &[]).code(0).stdout, "7.0.1\n");
@@ -115,12 +141,18 @@ fn project_property_from_gradle_properties() {
 #[test]
 fn gradle_properties_alone() {
     let dir = project(&[("gradle.properties", "# release\nversion=3.0.0-RC2\n")]);
-    assert_eq!(gradle_version(dir.path(), &[]).code(0).stdout, "3.0.0-RC2\n");
+    assert_eq!(
+        gradle_version(dir.path(), &[]).code(0).stdout,
+        "3.0.0-RC2\n"
+    );
 }
 
 #[test]
 fn file_flag_reads_that_file() {
-    let dir = project(&[("build.gradle", "version = '1'\n"), ("service/build.gradle.kts", "version = \"9.9.9\"\n")]);
+    let dir = project(&[
+        ("build.gradle", "version = '1'\n"),
+        ("service/build.gradle.kts", "version = \"9.9.9\"\n"),
+    ]);
     let run = gradle_version(dir.path(), &["--file", "service/build.gradle.kts"]);
     assert_eq!(run.code(0).stdout, "9.9.9\n");
 }
@@ -128,14 +160,30 @@ fn file_flag_reads_that_file() {
 #[test]
 fn plugin_versions_are_not_the_project_version() {
     // The seed's regex printed 3.2.0 here.
-    let dir = project(&[("build.gradle", "plugins {\n  id 'org.springframework.boot' version '3.2.0'\n}\n")]);
+    let dir = project(&[(
+        "build.gradle",
+        "plugins {\n  id 'org.springframework.boot' version '3.2.0'\n}\n",
+    )]);
     let run = gradle_version(dir.path(), &[]);
     run.code(3);
     assert_eq!(run.stdout, "");
-    assert_eq!(run.stderr.lines().count(), 1, "one line on stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "one line on stderr:\n{}",
+        run.stderr
+    );
     assert!(run.error_line().starts_with("gradle-version: error: "));
-    assert!(run.error_line().contains("build.gradle: declares no version"), "{}", run.stderr);
-    assert!(run.error_line().contains("--default"), "the hint says what to do");
+    assert!(
+        run.error_line()
+            .contains("build.gradle: declares no version"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error_line().contains("--default"),
+        "the hint says what to do"
+    );
 }
 
 #[test]
@@ -152,7 +200,11 @@ fn an_unresolved_reference_is_not_a_guess() {
     let dir = project(&[("build.gradle", "version = \"${releaseVersion}\"\n")]);
     let run = gradle_version(dir.path(), &[]);
     run.code(3);
-    assert!(run.error_line().contains("releaseVersion"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("releaseVersion"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -165,7 +217,11 @@ fn missing_inputs_are_usage_errors() {
     run.code(2);
     let run = gradle_version(dir.path(), &[]);
     run.code(3);
-    assert!(run.error_line().contains("no build.gradle"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("no build.gradle"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -174,7 +230,11 @@ fn bad_flags_get_one_line_and_exit_2() {
     run.code(2);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.error_line().contains("--dirr"));
-    assert!(run.error_line().contains("--dir"), "suggests the right flag: {}", run.stderr);
+    assert!(
+        run.error_line().contains("--dir"),
+        "suggests the right flag: {}",
+        run.stderr
+    );
     let run = Bin::new("gradle-version").args(["--format", "yaml"]).run();
     run.code(2);
     assert!(run.error_line().contains("yaml"));
@@ -183,7 +243,10 @@ fn bad_flags_get_one_line_and_exit_2() {
 #[test]
 fn env_output_survives_source_whatever_the_value() {
     let hostile = "1.0 $(touch pwned) `touch pwned2` it's \"q\" ;|&";
-    let dir = project(&[("gradle.properties", &format!("v={hostile}\n")), ("build.gradle", "version = property('v')\n")]);
+    let dir = project(&[
+        ("gradle.properties", &format!("v={hostile}\n")),
+        ("build.gradle", "version = property('v')\n"),
+    ]);
     let run = gradle_version(dir.path(), &["--format", "env"]);
     run.code(0);
     let env_file = dir.path().join("out.env");
@@ -196,7 +259,11 @@ fn env_output_survives_source_whatever_the_value() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout), hostile);
     assert!(!dir.path().join("pwned").exists() && !dir.path().join("pwned2").exists());
 }
@@ -204,7 +271,10 @@ fn env_output_survives_source_whatever_the_value() {
 #[test]
 fn format_from_the_environment() {
     let dir = project(&[("build.gradle", "version = '5.5.5'\n")]);
-    let run = Bin::new("gradle-version").args(["--dir", dir.path().to_str().unwrap()]).env("BG_FORMAT", "env").run();
+    let run = Bin::new("gradle-version")
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .env("BG_FORMAT", "env")
+        .run();
     assert_eq!(run.code(0).stdout.lines().next(), Some("BG_VERSION=5.5.5"));
 }
 

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod error;
 pub mod exit;
 pub mod host;
+pub mod http;
 pub mod log;
 pub mod output;
 pub mod quote;
