@@ -5,6 +5,7 @@
 //! files, checksums, uploads and locks are built here from commands, so the
 //! local and the SSH path are the same code and are tested the same way.
 
+mod key;
 mod known_hosts;
 mod local;
 mod ssh;

@@ -24,6 +24,9 @@ use crate::error::HostError;
 
 const EAGAIN: i32 = -37;
 const TIMEOUT: i32 = -9;
+const FILE: i32 = -16;
+const AUTH_FAILED: i32 = -18;
+const UNVERIFIED: i32 = -19;
 
 /// Everything needed to reach and trust a host.
 #[derive(Debug, Clone)]
@@ -388,7 +391,7 @@ fn try_key_file(
     explicit: bool,
 ) -> Option<()> {
     let passphrase = passphrase.filter(|p| !p.is_empty());
-    if passphrase.is_none() && key_is_encrypted(key) {
+    if passphrase.is_none() && super::key::is_encrypted(key) {
         tried.push(if explicit {
             format!(
                 "{}: the key is encrypted and BG_SSH_PASSPHRASE is not set (Jenkins: passphraseVariable)",
@@ -399,18 +402,42 @@ fn try_key_file(
         });
         return None;
     }
-    match session.userauth_pubkey_file(user, None, key, passphrase) {
+    let text = match std::fs::read_to_string(key) {
+        Ok(text) => text,
+        Err(e) => {
+            tried.push(format!("{}: {e}", key.display()));
+            return None;
+        }
+    };
+    // libssh2 cannot use an encrypted OpenSSH-format key (the format
+    // ssh-keygen writes by default), so we decrypt it in memory ourselves.
+    let attempt = match (super::key::is_encrypted_openssh(&text), passphrase) {
+        (true, Some(passphrase)) => match super::key::decrypt_openssh(&text, passphrase) {
+            Ok(plain) => session.userauth_pubkey_memory(user, None, &plain, None),
+            Err(problem) => {
+                tried.push(format!("{}: {problem}", key.display()));
+                return None;
+            }
+        },
+        _ => session.userauth_pubkey_file(user, None, key, passphrase),
+    };
+    match attempt {
         Ok(()) if session.authenticated() => Some(()),
         Ok(()) => {
             tried.push(format!("{}: not accepted", key.display()));
             None
         }
         Err(e) => {
-            let why = match e.code() {
-                ErrorCode::Session(-18) => "not accepted".to_string(), // PUBLICKEY_UNVERIFIED
-                ErrorCode::Session(-19) => "not accepted by the server".to_string(),
-                _ if passphrase.is_some() && e.message().contains("passphrase") => {
-                    "wrong BG_SSH_PASSPHRASE or unreadable key".to_string()
+            // With a passphrase, a key the server knows but we cannot sign
+            // with is almost always a wrong passphrase: say so.
+            let why = match (e.code(), passphrase) {
+                (ErrorCode::Session(AUTH_FAILED), None) => "not accepted by the server".to_string(),
+                (ErrorCode::Session(AUTH_FAILED | UNVERIFIED | FILE), Some(_)) => {
+                    "not accepted: wrong BG_SSH_PASSPHRASE, or the key is not authorized"
+                        .to_string()
+                }
+                (ErrorCode::Session(UNVERIFIED), None) => {
+                    "the server could not verify its signature".to_string()
                 }
                 _ => e.message().to_string(),
             };
@@ -444,35 +471,6 @@ fn try_agent(session: &Session, user: &str, socket: &Path) -> Result<bool, Strin
     }
     let _ = agent.disconnect();
     Err(format!("ssh-agent ({count} identities, none accepted)"))
-}
-
-/// Whether a private key file needs a passphrase: OpenSSH's own format names
-/// its cipher, PEM says `ENCRYPTED`.
-pub fn key_is_encrypted(key: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(key) else {
-        return false;
-    };
-    if text.contains("ENCRYPTED") {
-        return true;
-    }
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
-        return false;
-    };
-    let Some(rest) = bytes.strip_prefix(b"openssh-key-v1\0") else {
-        return false;
-    };
-    let Some(len) = rest
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    else {
-        return false;
-    };
-    rest.get(4..4 + len).is_some_and(|cipher| cipher != b"none")
 }
 
 impl Inner {
