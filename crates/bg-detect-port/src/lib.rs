@@ -26,7 +26,7 @@ pub struct Cli {
     #[command(flatten)]
     pub host: HostArgs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Output")]
     pub output: OutputArgs,
 }
 

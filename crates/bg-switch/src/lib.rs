@@ -63,7 +63,7 @@ pub struct Cli {
     pub app_hosts: Vec<String>,
 
     /// Managed layout: write the upstream file when none exists yet (else that is exit 3)
-    #[arg(long, env = "BG_INIT")]
+    #[arg(long, env = "BG_INIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub init: bool,
 
     /// After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)
@@ -84,7 +84,7 @@ pub struct Cli {
     pub history_file: Option<String>,
 
     /// Say what would change, and change nothing
-    #[arg(long, env = "BG_DRY_RUN")]
+    #[arg(long, env = "BG_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 
     #[command(flatten)]
@@ -96,7 +96,7 @@ pub struct Cli {
     #[command(flatten)]
     pub host: HostArgs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Output")]
     pub output: OutputArgs,
 }
 
