@@ -434,6 +434,32 @@ fn dry_run_and_bad_input_change_nothing() {
 }
 
 #[test]
+fn sudo_runs_every_change_to_nginx_through_sudo() {
+    let site = running("dev", Via::Local, &[]);
+    let bin = nginx_site::fake_sudo(site.work.path());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = site
+        .switch_bin(site.green, &["--sudo"])
+        .env("PATH", path)
+        .run();
+    run.code(0);
+    site.assert_serves("green");
+    let log = std::fs::read_to_string(site.work.path().join("sudo.log")).unwrap();
+    for expected in [
+        "# list a directory",
+        "# point a site link",
+        "# append a line",
+        site.nginx.test_cmd().as_str(),
+        site.reload_cmd().as_str(),
+    ] {
+        assert!(
+            log.lines().any(|l| l == expected),
+            "{expected:?} not run through sudo:\n{log}"
+        );
+    }
+}
+
+#[test]
 fn fifty_switches_under_load_lose_no_request() {
     let site = running("dev", Via::Local, &[]);
     let stop = Arc::new(AtomicBool::new(false));

@@ -308,12 +308,13 @@ impl Site {
     }
 }
 
-/// A `sudo` that logs what it runs, then runs it: for --sudo tests as root.
+/// A `sudo` that logs what it runs (the first line of `sh -c`'s script),
+/// then runs it: for --sudo tests as root.
 pub fn fake_sudo(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let script = format!(
-        "#!/bin/sh\n[ \"$1\" = -n ] && shift\n[ \"$1\" = -- ] && shift\necho \"$1\" >> '{}'\nexec \"$@\"\n",
+        "#!/bin/sh\n[ \"$1\" = -n ] && shift\n[ \"$1\" = -- ] && shift\nprintf '%s\\n' \"$3\" | head -n 1 >> '{}'\nexec \"$@\"\n",
         dir.join("sudo.log").display()
     );
     let path = bin.join("sudo");

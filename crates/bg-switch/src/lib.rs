@@ -294,7 +294,7 @@ impl bg_core::Tool for Cli {
                     self.layout.color(self.port)
                 ));
             }
-            return Ok(self.report(from, self.port, false));
+            return Ok(self.report(from, from, false));
         }
         let change = self.plan(host, &state)?;
         log::info(&format!(
@@ -321,7 +321,7 @@ impl bg_core::Tool for Cli {
             self.port,
             self.layout.color(self.port)
         ));
-        Ok(self.report(from, self.port, true))
+        Ok(self.report(from, Some(self.port), true))
     }
 }
 
@@ -382,11 +382,14 @@ impl Cli {
         Ok(())
     }
 
-    fn report(&self, from: Option<u16>, active: u16, changed: bool) -> Report {
+    /// The result: `active` is the port active afterwards (in a dry run,
+    /// still the current one, which may be none).
+    fn report(&self, from: Option<u16>, active: Option<u16>, changed: bool) -> Report {
         let site = &self.layout.site;
         let text = match (changed, self.dry_run) {
             (true, _) => format!(
-                "site {site}: port {active} is active, was {}",
+                "site {site}: port {} is active, was {}",
+                self.port,
                 port_text(from)
             ),
             (false, true) if from != Some(self.port) => format!(
@@ -394,12 +397,21 @@ impl Cli {
                 port_text(from),
                 self.port
             ),
-            (false, _) => format!("site {site}: port {active} was already active, nothing changed"),
+            (false, _) => format!(
+                "site {site}: port {} was already active, nothing changed",
+                self.port
+            ),
         };
-        Report::new(text)
-            .field("PREVIOUS_PORT", from.map_or(Value::Null, Value::from))
-            .field("ACTIVE_PORT", active)
-            .field("CHANGED", changed)
+        let port = |p: Option<u16>| p.map_or(Value::Null, Value::from);
+        let report = Report::new(text)
+            .field("PREVIOUS_PORT", port(from))
+            .field("ACTIVE_PORT", port(active))
+            .field("CHANGED", changed);
+        if self.dry_run {
+            report.field("DRY_RUN", true)
+        } else {
+            report
+        }
     }
 
     fn dry_run(&self, host: &dyn Host) -> bg_core::Result<Report> {
@@ -411,7 +423,7 @@ impl Cli {
                 "port {} is already active; nothing would change",
                 self.port
             ));
-            return Ok(self.report(from, self.port, false).field("DRY_RUN", true));
+            return Ok(self.report(from, from, false));
         }
         let change = self.plan(host, &state)?;
         log::info(&format!("would {}", change.describe()));
@@ -422,19 +434,7 @@ impl Cli {
                 .as_deref()
                 .unwrap_or("systemctl reload nginx (or nginx -s reload)")
         ));
-        let report = self.report(from, from.unwrap_or(self.port), false);
-        let report = Report {
-            fields: report
-                .fields
-                .into_iter()
-                .map(|(k, v)| match k {
-                    "ACTIVE_PORT" => (k, from.map_or(Value::Null, Value::from)),
-                    _ => (k, v),
-                })
-                .collect(),
-            ..report
-        };
-        Ok(report.field("DRY_RUN", true))
+        Ok(self.report(from, from, false))
     }
 
     /// The change that makes `self.port` active.
