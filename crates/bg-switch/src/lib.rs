@@ -90,7 +90,7 @@ pub struct Cli {
     #[command(flatten)]
     pub layout: LayoutArgs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Locking")]
     pub lock: LockArgs,
 
     #[command(flatten)]
