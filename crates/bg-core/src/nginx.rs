@@ -136,8 +136,15 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, Problem> {
                         break;
                     }
                     if c == '\\' {
+                        // As nginx: `\"`, `\'`, `\\` lose the backslash, `\.` keeps it.
                         chars.next();
                         if let Some(next) = chars.next() {
+                            if !matches!(next, '"' | '\'' | '\\') {
+                                word.push('\\');
+                            }
+                            if next == '\n' {
+                                line += 1;
+                            }
                             word.push(next);
                         }
                         continue;
@@ -708,6 +715,70 @@ mod tests {
             header.args,
             vec!["X-Note", "a ; brace { inside quotes } # not a comment"]
         );
+    }
+
+    /// A typical production site: HTTP redirect, TLS, websockets, static files.
+    const PRODUCTION: &str = r#"# Managed by hand. Certbot edited the 443 block.
+map $http_upgrade $connection_upgrade {
+    default upgrade;
+    ''      close;
+}
+
+upstream api_backend {
+    least_conn;
+    server 10.0.0.5:8001 weight=5 max_fails=3 fail_timeout=30s;
+    server 10.0.0.6:8001 weight=5 max_fails=3 fail_timeout=30s;
+    server 10.0.0.5:8000 backup;
+    server 10.0.0.6:8000 backup;
+    keepalive 32;
+}
+
+server {
+    listen 80;
+    listen [::]:80;
+    server_name api.example.com;
+    return 301 https://$host$request_uri;
+}
+
+server {
+    listen 443 ssl http2;
+    server_name api.example.com;
+    ssl_certificate /etc/letsencrypt/live/api.example.com/fullchain.pem; # managed by Certbot
+    include /etc/letsencrypt/options-ssl-nginx.conf;
+
+    location ~* \.(js|css|png)$ {
+        root /var/www/static;
+        expires 30d;
+    }
+
+    location "~ ^/v[0-9]{1,2}/" {
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        if ($request_method = OPTIONS) {
+            return 204;
+        }
+        proxy_pass http://api_backend;
+    }
+
+    location / {
+        proxy_pass http://api_backend/;
+    }
+}
+"#;
+
+    #[test]
+    fn a_production_site_file() {
+        let routing = read(PRODUCTION).unwrap();
+        assert_eq!(routing.proxy_passes.len(), 2);
+        let route = routing.route().unwrap();
+        assert_eq!(route.primary, ports(&[8001]));
+        assert_eq!(route.backup, ports(&[8000]));
+        let directives = parse(PRODUCTION).unwrap();
+        let tls = &directives[3];
+        let block = tls.block.as_ref().unwrap();
+        assert_eq!(block[4].args, vec!["~*", "\\.(js|css|png)$"]);
+        assert_eq!(block[5].args, vec!["~ ^/v[0-9]{1,2}/"]);
     }
 
     #[test]

@@ -36,16 +36,19 @@ pub enum Change {
 /// or two enabled entries. `$1` dir, `$2` entry enabled now ("" for none),
 /// `$3` its name afterwards, `$4` the link target.
 const RELINK_SCRIPT: &str = r#"# point a site link
-if [ -n "$2" ] && [ -d "$1/$2" ]; then echo "$1/$2 is a directory" >&2; exit 1; fi
-if [ "$2" != "$3" ] && { [ -e "$1/$3" ] || [ -L "$1/$3" ]; }; then
+now=$2
+# An undo after a failed second rename finds the entry still under its new name.
+if [ -n "$now" ] && [ ! -e "$1/$now" ] && [ ! -L "$1/$now" ] && [ -L "$1/$3" ]; then now=$3; fi
+if [ -n "$now" ] && [ -d "$1/$now" ]; then echo "$1/$now is a directory" >&2; exit 1; fi
+if [ "$now" != "$3" ] && { [ -e "$1/$3" ] || [ -L "$1/$3" ]; }; then
   echo "$1/$3 exists already" >&2; exit 1
 fi
 tmp="$1/.bg-switch.$$"
 rm -f -- "$tmp"
 ln -s -- "$4" "$tmp" || exit 1
-if [ -n "$2" ]; then
-  mv -f -- "$tmp" "$1/$2" || { rm -f -- "$tmp"; exit 1; }
-  if [ "$2" != "$3" ]; then mv -f -- "$1/$2" "$1/$3" || exit 1; fi
+if [ -n "$now" ]; then
+  mv -f -- "$tmp" "$1/$now" || { rm -f -- "$tmp"; exit 1; }
+  if [ "$now" != "$3" ]; then mv -f -- "$1/$now" "$1/$3" || exit 1; fi
 else
   mv -f -- "$tmp" "$1/$3" || { rm -f -- "$tmp"; exit 1; }
 fi
