@@ -485,6 +485,29 @@ fn fifty_switches_under_load_lose_no_request() {
             failures
         })
     };
+    // Meanwhile, sites-enabled is watched: never zero, never two entries.
+    let watcher = {
+        let stop = stop.clone();
+        let dir = site.nginx.sites_enabled();
+        std::thread::spawn(move || {
+            let (mut looks, mut wrong) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let names: Vec<String> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                looks += 1;
+                if names.len() != 1 {
+                    wrong.push(names);
+                }
+                // Pacing, so that the watcher leaves CPU to nginx and the switches.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (looks, wrong)
+        })
+    };
     let begun = Instant::now();
     for i in 0..50 {
         let port = if i % 2 == 0 { site.green } else { site.blue };
@@ -493,6 +516,9 @@ fn fifty_switches_under_load_lose_no_request() {
     let switching = begun.elapsed();
     stop.store(true, Ordering::Relaxed);
     let failures = load.join().unwrap();
+    let (looks, wrong) = watcher.join().unwrap();
+    eprintln!("sites-enabled looked at {looks} times during the switches");
+    assert!(wrong.is_empty(), "not exactly one file enabled: {wrong:?}");
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("50 switches in {switching:?}: {ok} requests answered, {failed} failed {failures:?}");
     assert_eq!(failed, 0, "requests lost during switches: {failures:?}");

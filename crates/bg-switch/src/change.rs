@@ -273,6 +273,68 @@ mod tests {
         ), "{text}");
     }
 
+    fn link(dir: &std::path::Path, name: &str) -> Option<String> {
+        std::fs::read_link(dir.join(name))
+            .ok()
+            .map(|t| t.display().to_string())
+    }
+
+    fn entries(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn relinking_and_its_undo_from_every_state() {
+        let host = bg_core::host::LocalHost::new(false);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("en abled $(x)");
+        std::fs::create_dir(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let change = Change::Relink {
+            dir: d.to_string(),
+            before: Some(("dev_8000".into(), "/av/dev_8000".into())),
+            after: ("dev_8001".into(), "/av/dev_8001".into()),
+        };
+        std::os::unix::fs::symlink("/av/dev_8000", dir.join("dev_8000")).unwrap();
+        change.apply(&host).unwrap();
+        assert_eq!(entries(&dir), ["dev_8001"]);
+        assert_eq!(link(&dir, "dev_8001").as_deref(), Some("/av/dev_8001"));
+        change.undo(&host).unwrap();
+        assert_eq!(entries(&dir), ["dev_8000"]);
+        assert_eq!(link(&dir, "dev_8000").as_deref(), Some("/av/dev_8000"));
+
+        // The second rename failed: the new target is still under the old name.
+        std::fs::remove_file(dir.join("dev_8000")).unwrap();
+        std::os::unix::fs::symlink("/av/dev_8001", dir.join("dev_8000")).unwrap();
+        change.undo(&host).unwrap();
+        assert_eq!(entries(&dir), ["dev_8000"]);
+        assert_eq!(link(&dir, "dev_8000").as_deref(), Some("/av/dev_8000"));
+
+        // Nothing enabled before: the undo removes the link.
+        let first = Change::Relink {
+            dir: d.to_string(),
+            before: None,
+            after: ("dev_8001".into(), "/av/dev_8001".into()),
+        };
+        std::fs::remove_file(dir.join("dev_8000")).unwrap();
+        first.apply(&host).unwrap();
+        assert_eq!(entries(&dir), ["dev_8001"]);
+        first.undo(&host).unwrap();
+        assert!(entries(&dir).is_empty());
+
+        // Another file under the target name is never overwritten.
+        std::fs::write(dir.join("dev_8001"), "someone's file").unwrap();
+        std::os::unix::fs::symlink("/av/dev_8000", dir.join("dev_8000")).unwrap();
+        assert!(change.apply(&host).is_err());
+        assert_eq!(entries(&dir), ["dev_8000", "dev_8001"]);
+        assert_eq!(link(&dir, "dev_8000").as_deref(), Some("/av/dev_8000"));
+    }
+
     #[test]
     fn app_hosts_that_would_break_the_file_are_refused() {
         for ok in ["127.0.0.1", "app-1.internal", "[::1]", "::1"] {
