@@ -335,6 +335,56 @@ both_ways!(two_runs_at_once_never_both_change, |via: Via| {
     site.assert_serves("green");
 });
 
+#[test]
+fn runs_started_together_change_the_site_once() {
+    let site = running("dev", Via::Local, &[]);
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            site.switch_bin(site.green, &["--format", "env"])
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = runs
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    let mut changed = 0;
+    for output in &outputs {
+        assert!(output.status.success(), "{output:?}");
+        if String::from_utf8_lossy(&output.stdout).contains("BG_CHANGED=true") {
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 1, "{outputs:?}");
+    assert_eq!(site.history_lines().len(), 1);
+    assert_eq!(site.reload_count(), 1);
+    site.assert_serves("green");
+}
+
+#[test]
+fn error_lines_are_stable() {
+    let lines: Vec<String> = [
+        vec!["--port", "9000"],
+        vec!["--port", "8000", "--green-port", "8000"],
+        vec!["--port", "8000", "--verify-url", "https://nginx/"],
+        vec!["--port", "8000", "--app-host", "a b"],
+        vec!["--port", "8000", "--site", "../etc"],
+        vec!["--port", "0"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let run = Bin::new("bg-switch").args(args).run();
+        run.code(2);
+        run.error_line().to_string()
+    })
+    .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
 both_ways!(a_killed_holder_leaves_no_lock, |via: Via| {
     let site = running("dev", via, &[]);
     let started = site.work.path().join("test-started");
