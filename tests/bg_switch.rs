@@ -421,6 +421,11 @@ both_ways!(a_killed_holder_leaves_no_lock, |via: Via| {
         begun.elapsed()
     );
     assert!(next.stderr.contains("interrupted"), "{}", next.stderr);
+    assert!(
+        next.stdout.contains("tested and reloaded"),
+        "{}",
+        next.stdout
+    );
     site.assert_serves("green");
     assert_eq!(site.enabled_port(), site.green);
 });

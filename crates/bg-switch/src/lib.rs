@@ -280,21 +280,26 @@ impl bg_core::Tool for Cli {
         log::debug(&state.describe(&self.layout));
         let from = state.active();
         if from == Some(self.port) {
-            if let Some(note) = interrupted {
-                log::warn(&format!(
-                    "a previous run was interrupted while switching ({}); loading the files as they are now",
-                    String::from_utf8_lossy(&note).trim()
-                ));
-                self.finish_interrupted(host)?;
-                remove(host, &pending_path);
-            } else {
+            let Some(note) = interrupted else {
                 log::info(&format!(
                     "site {site}: port {} ({}) is already active; nothing to do",
                     self.port,
                     self.layout.color(self.port)
                 ));
-            }
-            return Ok(self.report(from, from, false));
+                return Ok(self.report(from, from, false));
+            };
+            log::warn(&format!(
+                "a previous run was interrupted while switching ({}); loading the files as they are now",
+                String::from_utf8_lossy(&note).trim()
+            ));
+            self.finish_interrupted(host)?;
+            remove(host, &pending_path);
+            let mut report = self.report(from, from, false);
+            report.text = format!(
+                "site {site}: port {} was already set in the files; nginx tested and reloaded to serve it",
+                self.port
+            );
+            return Ok(report);
         }
         let change = self.plan(host, &state)?;
         log::info(&format!(
@@ -314,7 +319,11 @@ impl bg_core::Tool for Cli {
             Err(error) => (error_result(error), Some(error.to_string())),
         };
         self.record(host, from, record.0, record.1);
-        remove(host, &pending_path);
+        // After a failed undo the files are in doubt: the marker stays, so
+        // that the next run tests and reloads whatever it finds.
+        if record.0 != "rollback failed" {
+            remove(host, &pending_path);
+        }
         result?;
         log::info(&format!(
             "site {site}: port {} ({}) is active",
