@@ -154,6 +154,8 @@ both_ways!(hostile_site_names_reach_no_shell, |via: Via| {
     assert_eq!(run.stdout, format!("{}\n", site.blue));
     assert!(!site.marker().exists());
     assert!(!std::path::Path::new("pwned").exists());
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert!(!std::path::Path::new(&home).join("pwned").exists());
 });
 
 #[test]

@@ -432,7 +432,10 @@ both_ways!(a_killed_holder_leaves_no_lock, |via: Via| {
 
 both_ways!(hostile_names_and_paths_reach_no_shell, |via: Via| {
     let name = "dev $(touch pwned) `touch pwned` 'it''s' \"q\" ;|&*";
-    let site = running(name, via, &[]);
+    let mut site = Site::with_available_dir(name, via, "avail $(touch pwned) 'q' `x`");
+    site.enable(site.blue);
+    site.start(&[]);
+    site.assert_serves("blue");
     let history = site.work.path().join("h $(touch pwned) 'x'/history.jsonl");
     let run = site.switch(site.green, &["--history-file", history.to_str().unwrap()]);
     run.code(0);
@@ -443,6 +446,8 @@ both_ways!(hostile_names_and_paths_reach_no_shell, |via: Via| {
     assert_eq!(line["site"], name);
     assert!(!site.marker().exists());
     assert!(!std::path::Path::new("pwned").exists());
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert!(!std::path::Path::new(&home).join("pwned").exists());
     assert!(!site.work.path().join("h $(touch pwned) 'x'/pwned").exists());
 });
 

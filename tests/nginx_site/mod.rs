@@ -65,6 +65,8 @@ pub struct Site {
     pub listen: u16,
     pub apps: Vec<App>,
     pub via: Via,
+    /// `sites-available`, or another directory given with `--sites-available`.
+    pub available_dir: PathBuf,
 }
 
 /// A site file in the seed's shape: an upstream with `primary` and
@@ -92,7 +94,14 @@ impl Site {
     /// after a port holds the *other* port as primary (names are not
     /// trusted); nothing enabled, nginx not started, no apps.
     pub fn new(name: &str, via: Via) -> Site {
+        Site::with_available_dir(name, via, "sites-available")
+    }
+
+    /// The same, with the site files in `DIR/available` (any name).
+    pub fn with_available_dir(name: &str, via: Via, available: &str) -> Site {
         let nginx = Nginx::new();
+        let available_dir = nginx.path(available);
+        std::fs::create_dir_all(&available_dir).unwrap();
         let work = tempfile::Builder::new()
             .prefix("bg-site-")
             .tempdir()
@@ -107,6 +116,7 @@ impl Site {
             listen,
             apps: Vec::new(),
             via,
+            available_dir,
         };
         site.write_available(blue, &site_file(listen, green, blue, ""));
         site.write_available(green, &site_file(listen, blue, green, ""));
@@ -115,9 +125,7 @@ impl Site {
 
     /// `sites-available/NAME_PORT`.
     pub fn available(&self, port: u16) -> PathBuf {
-        self.nginx
-            .sites_available()
-            .join(format!("{}_{port}", self.name))
+        self.available_dir.join(format!("{}_{port}", self.name))
     }
 
     pub fn write_available(&self, port: u16, text: &str) {
@@ -175,7 +183,7 @@ impl Site {
             "--green-port".into(),
             self.green.to_string(),
             "--sites-available".into(),
-            self.nginx.sites_available().display().to_string(),
+            self.available_dir.display().to_string(),
             "--sites-enabled".into(),
             self.nginx.sites_enabled().display().to_string(),
         ]);
