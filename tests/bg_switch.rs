@@ -519,6 +519,48 @@ fn sudo_runs_every_change_to_nginx_through_sudo() {
     }
 }
 
+both_ways!(unsafe_layouts_are_exit_3_and_untouched, |via: Via| {
+    let site = Site::new("dev", via);
+    site.enable(site.blue);
+    // Both files route to blue: none routes to green.
+    site.write_available(
+        site.blue,
+        &nginx_site::site_file(site.listen, site.blue, site.green, ""),
+    );
+    let none = site.switch(site.green, &[]);
+    none.code(3);
+    assert!(
+        none.error_line().contains("no file of site dev in"),
+        "{}",
+        none.stderr
+    );
+    // Both enabled.
+    site.enable(site.green);
+    let both = site.switch(site.green, &[]);
+    both.code(3);
+    assert!(
+        both.error_line()
+            .contains("2 files of site dev are enabled")
+    );
+    assert_eq!(site.enabled().len(), 2);
+    // An enabled copy instead of a link.
+    for name in site.enabled() {
+        std::fs::remove_file(site.nginx.sites_enabled().join(name)).unwrap();
+    }
+    std::fs::copy(
+        site.available(site.green),
+        site.nginx
+            .sites_enabled()
+            .join(format!("dev_{}", site.green)),
+    )
+    .unwrap();
+    let copy = site.switch(site.green, &[]);
+    copy.code(3);
+    assert!(copy.error_line().contains("is a regular file, not a link"));
+    assert_eq!(site.reload_count(), 0);
+    assert!(site.history_lines().is_empty());
+});
+
 #[test]
 fn fifty_switches_under_load_lose_no_request() {
     let site = running("dev", Via::Local, &[]);
