@@ -65,7 +65,7 @@ pub struct HostArgs {
     pub connect_timeout: Duration,
 
     /// Run privileged commands as `sudo -n ...` (BG_SUDO=1)
-    #[arg(long, env = "BG_SUDO")]
+    #[arg(long, env = "BG_SUDO", value_parser = clap::builder::BoolishValueParser::new())]
     pub sudo: bool,
 }
 

@@ -14,7 +14,9 @@ pub mod error;
 pub mod exit;
 pub mod host;
 pub mod http;
+pub mod layout;
 pub mod log;
+pub mod nginx;
 pub mod output;
 pub mod quote;
 

@@ -1,0 +1,65 @@
+//! `bg-detect-port`: which port nginx sends traffic to now, and so which port
+//! the next build goes to.
+//!
+//! Replaces the seed's `test -e /etc/nginx/sites-enabled/dev_8001`, which
+//! trusted a file name, answered "blue" for every state it did not expect
+//! (both files enabled, a dangling link, ssh failing), and never read what
+//! nginx was really told to do.
+
+use bg_core::cli::{HostArgs, OutputArgs};
+use bg_core::layout::{self, LayoutArgs};
+use bg_core::{Report, log};
+use clap::Parser;
+use serde_json::Value;
+
+/// Print the port the next build should be deployed to: the one nginx does not send traffic to.
+///
+/// Reads the enabled site file (symlink layout) or the upstream file (managed layout, with
+/// --upstream-file) on the nginx host and finds the active port from its content. Nothing enabled
+/// yet: prints the blue port. Ambiguous states exit 3 with what was seen.
+#[derive(Debug, Parser)]
+#[command(name = "bg-detect-port", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+
+    #[command(flatten, next_help_heading = "Output")]
+    pub output: OutputArgs,
+}
+
+impl bg_core::Tool for Cli {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    fn run(self) -> bg_core::Result<Report> {
+        self.layout.check()?;
+        let host = self.host.connect()?;
+        let state = layout::read_state(host.as_ref(), &self.layout)?;
+        log::debug(&state.describe(&self.layout));
+        let active = state.active();
+        let target = match active {
+            Some(port) => self.layout.other(port),
+            None => self.layout.blue_port,
+        };
+        match active {
+            Some(port) => log::info(&format!(
+                "site {}: active port {port} ({}), target {target} ({})",
+                self.layout.site,
+                self.layout.color(port),
+                self.layout.color(target)
+            )),
+            None => log::info(&format!(
+                "site {}: nothing active yet ({}); target is the blue port {target}",
+                self.layout.site,
+                state.describe(&self.layout)
+            )),
+        }
+        Ok(Report::new(target.to_string())
+            .field("ACTIVE_PORT", active.map_or(Value::Null, Value::from))
+            .field("TARGET_PORT", target))
+    }
+}

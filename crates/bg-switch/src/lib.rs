@@ -1,0 +1,762 @@
+//! `bg-switch`: points nginx at a port, and never leaves it half-switched.
+//!
+//! Replaces the seed's `unlink dev_8000 && ln -s dev_8001 && systemctl
+//! reload nginx`, which ran no `nginx -t`, left nothing enabled when `ln`
+//! failed, could not undo a bad reload, and let two builds switch at once.
+//!
+//! The order: lock the site, read the state, change the files (one rename at
+//! a time, see [`change`]), `nginx -t`, reload, verify through nginx. Any
+//! failure after the change puts the previous state back (and reloads again
+//! if nginx had already loaded the new one). Every switch, done or undone, is
+//! one line in the history file.
+
+pub mod change;
+
+use std::time::{Duration, Instant};
+
+use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
+use bg_core::host::{Host, Output};
+use bg_core::layout::{self, LayoutArgs, LayoutError, State};
+use bg_core::{Cmd, Code, Failure, HostError, Report, UsageError, log};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use change::Change;
+
+/// How long a test or reload command may take before it counts as failed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Make PORT the port nginx sends traffic to: validated, reloaded, verified, rolled back on failure.
+///
+/// Symlink layout: enables the sites-available file whose content routes to PORT in place of the
+/// other. Managed layout (--upstream-file): rewrites the upstream file with PORT primary and the
+/// other port as backup. Then runs the test command and reloads; any failure puts the previous
+/// state back and exits 1. PORT already active: exit 0, nothing touched.
+#[derive(Debug, Parser)]
+#[command(name = "bg-switch", version, max_term_width = 100)]
+pub struct Cli {
+    /// The port to make active: the blue or the green port
+    #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT")]
+    pub port: u16,
+
+    /// Checks nginx's configuration after the change, before the reload
+    #[arg(
+        long,
+        env = "BG_TEST_CMD",
+        default_value = "nginx -t",
+        value_name = "CMD"
+    )]
+    pub test_cmd: String,
+
+    /// Makes nginx load the configuration [default: `systemctl reload nginx` where systemd runs, else `nginx -s reload`]
+    #[arg(long, env = "BG_RELOAD_CMD", value_name = "CMD")]
+    pub reload_cmd: Option<String>,
+
+    /// Managed layout: an app host nginx dials, listed at PORT as primary and at the other port as
+    /// backup; repeat it for several [default: the hosts already in the file, else 127.0.0.1]
+    #[arg(
+        long = "app-host",
+        env = "BG_APP_HOST",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
+    pub app_hosts: Vec<String>,
+
+    /// Managed layout: write the upstream file when none exists yet (else that is exit 3)
+    #[arg(long, env = "BG_INIT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub init: bool,
+
+    /// After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)
+    #[arg(long, env = "BG_VERIFY_URL", value_name = "URL")]
+    pub verify_url: Option<String>,
+
+    /// How long to wait for --verify-url to answer 2xx
+    #[arg(long, env = "BG_VERIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub verify_timeout: Duration,
+
+    /// How long --verify-url must keep answering 2xx: for a moment after a reload, nginx's old
+    /// workers still serve the previous port
+    #[arg(long, env = "BG_VERIFY_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub verify_settle: Duration,
+
+    /// One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]
+    #[arg(long, env = "BG_HISTORY_FILE", value_name = "FILE")]
+    pub history_file: Option<String>,
+
+    /// Say what would change, and change nothing
+    #[arg(long, env = "BG_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+
+    #[command(flatten, next_help_heading = "Locking")]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+
+    #[command(flatten, next_help_heading = "Output")]
+    pub output: OutputArgs,
+}
+
+/// How a failed switch ended: was the previous state put back?
+#[derive(Debug)]
+pub enum Undone {
+    /// Back as it was.
+    Restored,
+    /// Putting it back failed: the site needs a hand.
+    Failed { error: String, manual: String },
+}
+
+impl Undone {
+    fn text(&self, from: Option<u16>) -> String {
+        match self {
+            Undone::Restored => format!("the previous state ({}) is back", port_text(from)),
+            Undone::Failed { error, .. } => {
+                format!("putting the previous state back FAILED too: {error}")
+            }
+        }
+    }
+
+    fn hint(&self, otherwise: String) -> String {
+        match self {
+            Undone::Restored => otherwise,
+            Undone::Failed { manual, .. } => {
+                format!("fix it by hand now: {manual}, then run the test command and reload nginx")
+            }
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        match self {
+            Undone::Restored => "rolled back",
+            Undone::Failed { .. } => "rollback failed",
+        }
+    }
+}
+
+fn port_text(port: Option<u16>) -> String {
+    match port {
+        Some(port) => format!("port {port}"),
+        None => "nothing enabled".to_string(),
+    }
+}
+
+/// Why a switch did not happen or was undone.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("--port {port} is neither the blue port {blue} nor the green port {green}")]
+    NotAColor { port: u16, blue: u16, green: u16 },
+
+    #[error("the upstream file {path} does not exist")]
+    NoUpstreamFile { path: String },
+
+    #[error("{path} holds more than `upstream {name}`: {what}")]
+    NotManaged {
+        path: String,
+        name: String,
+        what: String,
+    },
+
+    #[error("nginx rejected the configuration with port {to} active (`{cmd}` {}); {}", output.status_text(), undone.text(*from))]
+    Rejected {
+        from: Option<u16>,
+        to: u16,
+        cmd: String,
+        output: Box<Output>,
+        undone: Undone,
+    },
+
+    #[error("reloading nginx failed (`{cmd}` {}); {}{}", output.status_text(), undone.text(*from), reload_again.as_ref().map(|e| format!(", but reloading it again failed too: {e}")).unwrap_or_else(|| " and reloaded".to_string()))]
+    ReloadFailed {
+        from: Option<u16>,
+        cmd: String,
+        output: Box<Output>,
+        undone: Undone,
+        reload_again: Option<String>,
+    },
+
+    #[error("{url} did not answer 2xx through nginx with port {to} active within {} (last: {last}); {}{}", humantime::format_duration(*timeout), undone.text(*from), reload_again.as_ref().map(|e| format!(", but reloading nginx failed: {e}")).unwrap_or_else(|| " and reloaded".to_string()))]
+    VerifyFailed {
+        url: String,
+        from: Option<u16>,
+        to: u16,
+        timeout: Duration,
+        last: String,
+        undone: Undone,
+        reload_again: Option<String>,
+    },
+
+    #[error("{during} failed: {error}; {}", undone.text(*from))]
+    Interrupted {
+        during: &'static str,
+        from: Option<u16>,
+        error: HostError,
+        undone: Undone,
+    },
+}
+
+impl Failure for SwitchError {
+    fn code(&self) -> Code {
+        match self {
+            SwitchError::NotAColor { .. } => Code::Usage,
+            SwitchError::NoUpstreamFile { .. } | SwitchError::NotManaged { .. } => Code::Unsafe,
+            SwitchError::Rejected { .. }
+            | SwitchError::ReloadFailed { .. }
+            | SwitchError::VerifyFailed { .. } => Code::Failed,
+            SwitchError::Interrupted { error, .. } => match error.code() {
+                Code::Busy => Code::Failed,
+                other => other,
+            },
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            SwitchError::NotAColor { blue, green, .. } => {
+                format!("pass --port {blue} or --port {green}, or set --blue-port/--green-port")
+            }
+            SwitchError::NoUpstreamFile { .. } => {
+                "check --upstream-file, or pass --init to write the first one".to_string()
+            }
+            SwitchError::NotManaged { path, .. } => format!(
+                "bg-switch rewrites all of {path}: move everything but the upstream block to another file"
+            ),
+            SwitchError::Rejected { undone, .. } => undone.hint(
+                "fix what nginx reports above in the site file, check it with the test command, then switch again".into(),
+            ),
+            SwitchError::ReloadFailed { undone, .. } => undone.hint(
+                "see the reload command's output above; check that nginx runs and --reload-cmd is right".into(),
+            ),
+            SwitchError::VerifyFailed { undone, to, .. } => undone.hint(format!(
+                "check the app on port {to} (bg-healthcheck) and the URL, then switch again"
+            )),
+            SwitchError::Interrupted { undone, error, .. } => {
+                undone.hint(error.hint().unwrap_or_else(|| "run again".into()))
+            }
+        })
+    }
+
+    fn details(&self) -> Option<String> {
+        match self {
+            SwitchError::Rejected { output, .. } | SwitchError::ReloadFailed { output, .. } => {
+                let text = format!("{}{}", output.stderr_text(), output.stdout_text());
+                let text = text.trim_end();
+                (!text.is_empty()).then(|| text.to_string())
+            }
+            SwitchError::Interrupted { error, .. } => error.details(),
+            _ => None,
+        }
+    }
+}
+
+impl bg_core::Tool for Cli {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    fn run(self) -> bg_core::Result<Report> {
+        self.check()?;
+        let host = self.host.connect()?;
+        let host = host.as_ref();
+        if self.dry_run {
+            return self.dry_run(host);
+        }
+        let site = &self.layout.site;
+        let lock_path = self.lock.path("switch", site);
+        let _lock = host.lock(
+            &lock_path,
+            self.lock.lock_timeout,
+            &bg_core::host::holder_description("bg-switch"),
+        )?;
+        log::debug(&format!("holding {lock_path} on {}", host.name()));
+        // Left by a run that was killed between changing the files and
+        // finishing: nginx may not have loaded what the files say.
+        let pending_path = format!("{lock_path}.pending");
+        let interrupted = host.read_file(&pending_path, false)?;
+
+        let state = layout::read_state(host, &self.layout)?;
+        log::debug(&state.describe(&self.layout));
+        let from = state.active();
+        if from == Some(self.port) {
+            let Some(note) = interrupted else {
+                log::info(&format!(
+                    "site {site}: port {} ({}) is already active; nothing to do",
+                    self.port,
+                    self.layout.color(self.port)
+                ));
+                return Ok(self.report(from, from, false));
+            };
+            log::warn(&format!(
+                "a previous run was interrupted while switching ({}); loading the files as they are now",
+                String::from_utf8_lossy(&note).trim()
+            ));
+            self.finish_interrupted(host)?;
+            remove(host, &pending_path);
+            let mut report = self.report(from, from, false);
+            report.text = format!(
+                "site {site}: port {} was already set in the files; nginx tested and reloaded to serve it",
+                self.port
+            );
+            return Ok(report);
+        }
+        let change = self.plan(host, &state)?;
+        log::info(&format!(
+            "site {site}: switching from {} to port {} ({})",
+            port_text(from),
+            self.port,
+            self.layout.color(self.port)
+        ));
+        log::debug(&change.describe());
+        let note = json!({"from": from, "to": self.port, "time": now()}).to_string();
+        if let Err(e) = host.write_file_atomic(&pending_path, note.as_bytes(), 0o644, false) {
+            log::warn(&format!("cannot write {pending_path}: {e}"));
+        }
+        let result = self.switch(host, &change, from);
+        let record = match &result {
+            Ok(()) => ("done", None),
+            Err(error) => (error_result(error), Some(error.to_string())),
+        };
+        self.record(host, from, record.0, record.1);
+        // After a failed undo the files are in doubt: the marker stays, so
+        // that the next run tests and reloads whatever it finds.
+        if record.0 != "rollback failed" {
+            remove(host, &pending_path);
+        }
+        result?;
+        log::info(&format!(
+            "site {site}: port {} ({}) is active",
+            self.port,
+            self.layout.color(self.port)
+        ));
+        Ok(self.report(from, Some(self.port), true))
+    }
+}
+
+fn error_result(error: &SwitchError) -> &'static str {
+    match error {
+        SwitchError::Rejected { undone, .. }
+        | SwitchError::ReloadFailed { undone, .. }
+        | SwitchError::VerifyFailed { undone, .. }
+        | SwitchError::Interrupted { undone, .. } => undone.result(),
+        SwitchError::NotAColor { .. }
+        | SwitchError::NoUpstreamFile { .. }
+        | SwitchError::NotManaged { .. } => "refused",
+    }
+}
+
+fn remove(host: &dyn Host, path: &str) {
+    let cmd = Cmd::script("# remove a file\nrm -f -- \"$1\"\n", &[path]);
+    if let Err(e) = host.run_ok(&cmd) {
+        log::warn(&format!("cannot remove {path}: {e}"));
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Cli {
+    fn check(&self) -> Result<(), Box<dyn Failure>> {
+        self.layout.check()?;
+        let (blue, green) = (self.layout.blue_port, self.layout.green_port);
+        if self.port != blue && self.port != green {
+            return Err(SwitchError::NotAColor {
+                port: self.port,
+                blue,
+                green,
+            }
+            .into());
+        }
+        if let Some(url) = &self.verify_url {
+            bg_core::http::check_url(url).map_err(|why| {
+                UsageError::new(why, "give --verify-url as http://HOST:PORT/PATH of nginx")
+            })?;
+        }
+        if let Some(bad) = self.app_hosts.iter().find(|h| !change::valid_host(h)) {
+            return Err(UsageError::new(
+                format!("{bad:?} is not an address for an upstream server"),
+                "give --app-host as an IP address or a host name, e.g. 10.0.0.5",
+            )
+            .into());
+        }
+        if self.test_cmd.trim().is_empty() {
+            return Err(UsageError::new(
+                "--test-cmd is empty",
+                "leave it out for `nginx -t`, or give the command that checks nginx's configuration",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The result: `active` is the port active afterwards (in a dry run,
+    /// still the current one, which may be none).
+    fn report(&self, from: Option<u16>, active: Option<u16>, changed: bool) -> Report {
+        let site = &self.layout.site;
+        let text = match (changed, self.dry_run) {
+            (true, _) => format!(
+                "site {site}: port {} is active, was {}",
+                self.port,
+                port_text(from)
+            ),
+            (false, true) if from != Some(self.port) => format!(
+                "site {site}: would switch from {} to port {} (dry run, nothing changed)",
+                port_text(from),
+                self.port
+            ),
+            (false, _) => format!(
+                "site {site}: port {} was already active, nothing changed",
+                self.port
+            ),
+        };
+        let port = |p: Option<u16>| p.map_or(Value::Null, Value::from);
+        let report = Report::new(text)
+            .field("PREVIOUS_PORT", port(from))
+            .field("ACTIVE_PORT", port(active))
+            .field("CHANGED", changed);
+        if self.dry_run {
+            report.field("DRY_RUN", true)
+        } else {
+            report
+        }
+    }
+
+    fn dry_run(&self, host: &dyn Host) -> bg_core::Result<Report> {
+        let state = layout::read_state(host, &self.layout)?;
+        log::info(&state.describe(&self.layout));
+        let from = state.active();
+        if from == Some(self.port) {
+            log::info(&format!(
+                "port {} is already active; nothing would change",
+                self.port
+            ));
+            return Ok(self.report(from, from, false));
+        }
+        let change = self.plan(host, &state)?;
+        log::info(&format!("would {}", change.describe()));
+        log::info(&format!(
+            "would then run `{}` and `{}`",
+            self.test_cmd,
+            self.reload_cmd
+                .as_deref()
+                .unwrap_or("systemctl reload nginx (or nginx -s reload)")
+        ));
+        Ok(self.report(from, from, false))
+    }
+
+    /// The change that makes `self.port` active.
+    fn plan(&self, host: &dyn Host, state: &State) -> bg_core::Result<Change> {
+        let args = &self.layout;
+        match state {
+            State::Symlink { enabled } => {
+                let before = match enabled {
+                    None => None,
+                    Some(enabled) => match &enabled.link {
+                        Some(target) => Some((enabled.name.clone(), target.clone())),
+                        None => {
+                            let path = layout::join(&args.sites_enabled, &enabled.name);
+                            return Err(LayoutError::unsafe_state(
+                                format!("{path} is a regular file, not a link to sites-available"),
+                                format!(
+                                    "bg-switch switches links: replace it with `ln -sfn {}/FILE {path}` for the file that routes to {}",
+                                    args.sites_available, enabled.port
+                                ),
+                            )
+                            .into());
+                        }
+                    },
+                };
+                let (file, route) = layout::available_for(host, args, self.port)?;
+                log::debug(&format!("{file} routes to {route}"));
+                Ok(Change::relink(host, args, before, &file)?)
+            }
+            State::Managed {
+                path,
+                contents,
+                routing,
+                ..
+            } => {
+                if contents.is_none() && !self.init {
+                    return Err(SwitchError::NoUpstreamFile { path: path.clone() }.into());
+                }
+                if let Some(routing) = routing {
+                    let extra: Vec<String> = routing
+                        .other_top_level
+                        .iter()
+                        .map(|d| format!("`{}` on line {}", d.name, d.line))
+                        .chain(
+                            routing
+                                .upstreams
+                                .iter()
+                                .filter(|u| u.name != args.upstream_name)
+                                .map(|u| format!("`upstream {}` on line {}", u.name, u.line)),
+                        )
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(SwitchError::NotManaged {
+                            path: path.clone(),
+                            name: args.upstream_name.clone(),
+                            what: extra.join(", "),
+                        }
+                        .into());
+                    }
+                }
+                let hosts = self.app_hosts_for(routing.as_ref());
+                let text = change::upstream_file(
+                    &args.upstream_name,
+                    &hosts,
+                    self.port,
+                    args.other(self.port),
+                    routing.as_ref(),
+                );
+                Ok(Change::Rewrite {
+                    path: path.clone(),
+                    before: contents.clone(),
+                    after: text.into_bytes(),
+                })
+            }
+        }
+    }
+
+    /// `--app-host`, else the hosts the file lists now, else 127.0.0.1.
+    fn app_hosts_for(&self, routing: Option<&bg_core::nginx::Routing>) -> Vec<String> {
+        if !self.app_hosts.is_empty() {
+            return self
+                .app_hosts
+                .iter()
+                .map(|h| change::format_host(h))
+                .collect();
+        }
+        let mut hosts: Vec<String> = Vec::new();
+        if let Some(upstream) = routing.and_then(|r| r.upstream(&self.layout.upstream_name)) {
+            for server in &upstream.servers {
+                if !hosts.contains(&server.address.host) {
+                    hosts.push(server.address.host.clone());
+                }
+            }
+        }
+        if hosts.is_empty() {
+            hosts.push("127.0.0.1".to_string());
+        }
+        hosts
+    }
+
+    /// Change, test, reload, verify; on any failure, undo.
+    #[allow(
+        clippy::result_large_err,
+        reason = "called once per run; the error is the run's result"
+    )]
+    fn switch(
+        &self,
+        host: &dyn Host,
+        change: &Change,
+        from: Option<u16>,
+    ) -> Result<(), SwitchError> {
+        let undo = || match change.undo(host) {
+            Ok(()) => Undone::Restored,
+            Err(e) => Undone::Failed {
+                error: e.to_string(),
+                manual: change.manual_undo(),
+            },
+        };
+        if let Err(error) = change.apply(host) {
+            return Err(SwitchError::Interrupted {
+                during: "changing the files",
+                from,
+                error,
+                undone: undo(),
+            });
+        }
+        let test = Cmd::shell(&self.test_cmd)
+            .privileged(true)
+            .timeout(COMMAND_TIMEOUT);
+        log::debug(&format!("$ {}", self.test_cmd));
+        let output = match host.run(&test) {
+            Ok(output) => output,
+            Err(error) => {
+                return Err(SwitchError::Interrupted {
+                    during: "running the test command",
+                    from,
+                    error,
+                    undone: undo(),
+                });
+            }
+        };
+        if !output.success() {
+            return Err(SwitchError::Rejected {
+                from,
+                to: self.port,
+                cmd: self.test_cmd.clone(),
+                output: Box::new(output),
+                undone: undo(),
+            });
+        }
+        let reload_cmd = match self.reload_command(host) {
+            Ok(cmd) => cmd,
+            Err(error) => {
+                return Err(SwitchError::Interrupted {
+                    during: "finding the reload command",
+                    from,
+                    error,
+                    undone: undo(),
+                });
+            }
+        };
+        let reload = || -> Result<Output, HostError> {
+            log::debug(&format!("$ {reload_cmd}"));
+            host.run(
+                &Cmd::shell(&reload_cmd)
+                    .privileged(true)
+                    .timeout(COMMAND_TIMEOUT),
+            )
+        };
+        let reload_again = || -> Option<String> {
+            match reload() {
+                Ok(output) if output.success() => None,
+                Ok(output) => Some(format!(
+                    "`{reload_cmd}` {}: {}",
+                    output.status_text(),
+                    output.stderr_text().trim()
+                )),
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        match reload() {
+            Ok(output) if output.success() => {}
+            Ok(output) => {
+                let undone = undo();
+                return Err(SwitchError::ReloadFailed {
+                    from,
+                    cmd: reload_cmd.clone(),
+                    output: Box::new(output),
+                    reload_again: reload_again(),
+                    undone,
+                });
+            }
+            Err(error) => {
+                let undone = undo();
+                let _ = reload_again();
+                return Err(SwitchError::Interrupted {
+                    during: "reloading nginx",
+                    from,
+                    error,
+                    undone,
+                });
+            }
+        }
+        if let Some(url) = &self.verify_url
+            && let Err(last) = self.verify(url)
+        {
+            let undone = undo();
+            return Err(SwitchError::VerifyFailed {
+                url: url.clone(),
+                from,
+                to: self.port,
+                timeout: self.verify_timeout,
+                last,
+                reload_again: reload_again(),
+                undone,
+            });
+        }
+        Ok(())
+    }
+
+    /// Re-runs test and reload for files a killed run left switched.
+    fn finish_interrupted(&self, host: &dyn Host) -> Result<(), Box<dyn Failure>> {
+        let test = Cmd::shell(&self.test_cmd)
+            .privileged(true)
+            .timeout(COMMAND_TIMEOUT);
+        host.run_ok(&test)?;
+        let reload_cmd = self.reload_command(host)?;
+        host.run_ok(
+            &Cmd::shell(&reload_cmd)
+                .privileged(true)
+                .timeout(COMMAND_TIMEOUT),
+        )?;
+        Ok(())
+    }
+
+    fn reload_command(&self, host: &dyn Host) -> Result<String, HostError> {
+        if let Some(cmd) = self.reload_cmd.as_deref().filter(|c| !c.trim().is_empty()) {
+            return Ok(cmd.to_string());
+        }
+        let systemd = host
+            .run(&Cmd::script(
+                "# is systemd running\n[ -d /run/systemd/system ]\n",
+                &[],
+            ))?
+            .success();
+        Ok(if systemd {
+            "systemctl reload nginx".to_string()
+        } else {
+            "nginx -s reload".to_string()
+        })
+    }
+
+    /// Polls the URL until it has answered 2xx for `verify_settle` without a
+    /// break. Old workers keep serving the previous config for a moment after
+    /// a reload (nginx waits 100 ms before telling them to stop), so one 2xx
+    /// right after the reload may come from the previous port.
+    fn verify(&self, url: &str) -> Result<(), String> {
+        let probe = bg_core::http::Probe::new(
+            self.verify_timeout
+                .clamp(Duration::from_millis(500), Duration::from_secs(5)),
+        );
+        let deadline = Instant::now() + self.verify_timeout;
+        let mut good_since: Option<Instant> = None;
+        let mut last: String;
+        log::info(&format!("verifying {url} through nginx"));
+        loop {
+            let answer = probe.get(url);
+            let now = Instant::now();
+            match &answer {
+                bg_core::http::Answer::Status { status, .. } if (200..300).contains(status) => {
+                    let since = *good_since.get_or_insert(now);
+                    last = format!("status {status}");
+                    if now.duration_since(since) >= self.verify_settle {
+                        log::debug(&format!("{url} answered {status}"));
+                        return Ok(());
+                    }
+                }
+                bg_core::http::Answer::Status { status, body } => {
+                    good_since = None;
+                    let start: String = body.trim().chars().take(80).collect();
+                    last = format!("status {status} {start}");
+                }
+                bg_core::http::Answer::NoAnswer { reason } => {
+                    good_since = None;
+                    last = reason.clone();
+                }
+            }
+            // A run of 2xx that began in time may finish; anything else stops at the deadline.
+            if now >= deadline && good_since.is_none() {
+                return Err(last);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Appends the history line; a failure to record does not undo a switch.
+    fn record(&self, host: &dyn Host, from: Option<u16>, result: &str, reason: Option<String>) {
+        let path = self
+            .history_file
+            .clone()
+            .unwrap_or_else(|| format!("/var/lib/bg/{}.history.jsonl", self.layout.site));
+        let mut line = json!({
+            "time": now(),
+            "site": self.layout.site,
+            "from": from,
+            "to": self.port,
+            "actor": bg_core::actor(),
+            "result": result,
+        });
+        if let Some(reason) = reason {
+            line["reason"] = Value::from(reason);
+        }
+        if let Err(e) = host.append_line(&path, &line.to_string(), true) {
+            log::warn(&format!("the switch was not recorded in {path}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,638 @@
+//! bg-switch through the real binary against a real nginx and two stand-in
+//! apps, locally and over the rig's sshd: after every run, what nginx serves,
+//! which files are enabled, and the history agree with the exit code.
+
+mod nginx_site;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bg_deploy_tests::{Bin, http_get};
+use nginx_site::{Site, Via};
+
+/// A site with both apps running and blue enabled.
+fn running(name: &str, via: Via, green_props: &[(&str, &str)]) -> Site {
+    let mut site = Site::new(name, via);
+    site.enable(site.blue);
+    site.start(green_props);
+    site.assert_serves("blue");
+    site
+}
+
+both_ways!(switches_back_and_forth_through_real_nginx, |via: Via| {
+    let site = running("dev", via, &[]);
+    let (blue, green) = (site.blue, site.green);
+
+    let run = site.switch(green, &["--format", "env"]);
+    assert_eq!(
+        run.code(0).stdout,
+        format!("BG_PREVIOUS_PORT={blue}\nBG_ACTIVE_PORT={green}\nBG_CHANGED=true\n")
+    );
+    site.assert_serves("green");
+    assert_eq!(site.enabled_port(), green);
+    // The enabled link carries the name of the file it points to.
+    assert_eq!(site.enabled(), [format!("dev_{blue}")]);
+    assert_eq!(site.detect(&[]).code(0).stdout, format!("{blue}\n"));
+    assert_eq!(site.reload_count(), 1);
+
+    // Again: nothing touched, no reload.
+    let link = site.nginx.sites_enabled().join(format!("dev_{blue}"));
+    let before = std::fs::symlink_metadata(&link)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = site.switch(green, &[]);
+    assert!(
+        again.code(0).stdout.contains("already active"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        site.reload_count(),
+        1,
+        "an idempotent switch reloaded nginx"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+
+    // Back to blue, verified through nginx.
+    let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+    let back = site.switch(blue, &["--verify-url", &url, "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&back.code(0).stdout).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"previous_port": green, "active_port": blue, "changed": true})
+    );
+    site.assert_serves("blue");
+    assert_eq!(site.detect(&[]).code(0).stdout, format!("{green}\n"));
+    assert_eq!(site.enabled(), [format!("dev_{green}")]);
+
+    let history = site.history_lines();
+    assert_eq!(history.len(), 2, "{history:?}");
+    for (line, (from, to)) in history.iter().zip([(blue, green), (green, blue)]) {
+        assert_eq!(line["site"], "dev");
+        assert_eq!(line["from"], from);
+        assert_eq!(line["to"], to);
+        assert_eq!(line["actor"], "tester");
+        assert_eq!(line["result"], "done");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    }
+});
+
+both_ways!(the_first_switch_enables_a_file, |via: Via| {
+    let mut site = Site::new("dev", via);
+    site.start(&[]);
+    let run = site.switch(site.green, &["--format", "env"]);
+    assert_eq!(
+        run.code(0).stdout,
+        format!(
+            "BG_PREVIOUS_PORT=\nBG_ACTIVE_PORT={}\nBG_CHANGED=true\n",
+            site.green
+        )
+    );
+    site.assert_serves("green");
+    assert_eq!(site.enabled(), [format!("dev_{}", site.blue)]);
+    assert!(site.history_lines()[0]["from"].is_null());
+});
+
+both_ways!(a_bogus_directive_is_rejected_and_rolled_back, |via: Via| {
+    let site = running("dev", via, &[]);
+    // The file that routes to green is named after blue.
+    site.write_available(
+        site.blue,
+        &nginx_site::site_file(
+            site.listen,
+            site.green,
+            site.blue,
+            "    bogus_directive on;\r\n",
+        ),
+    );
+    let run = site.switch(site.green, &[]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("unknown directive \"bogus_directive\""),
+        "nginx's own message is missing:\n{}",
+        run.stderr
+    );
+    let line = run.error_line();
+    assert!(line.contains("nginx rejected the configuration"), "{line}");
+    assert!(
+        line.contains(&format!("the previous state (port {}) is back", site.blue)),
+        "{line}"
+    );
+    assert_eq!(site.enabled(), [format!("dev_{}", site.green)]);
+    assert_eq!(site.enabled_port(), site.blue);
+    assert_eq!(site.reload_count(), 0);
+    site.assert_serves("blue");
+    let history = site.history_lines();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["result"], "rolled back");
+    assert!(history[0]["reason"].as_str().unwrap().contains("rejected"));
+});
+
+both_ways!(a_failing_reload_is_rolled_back_and_reloaded, |via: Via| {
+    let site = running("dev", via, &[]);
+    let once = site.work.path().join("failed-once");
+    // Fails the first time (after counting), then reloads for real.
+    let reload = format!(
+        "echo reload >> '{count}'; if [ -e '{once}' ]; then {real}; else touch '{once}'; echo 'reload: boom' >&2; exit 1; fi",
+        count = site.reloads().display(),
+        once = once.display(),
+        real = site.nginx.reload_cmd()
+    );
+    let run = site.switch(site.green, &["--reload-cmd", &reload]);
+    run.code(1);
+    assert!(run.stderr.contains("reload: boom"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("reloading nginx failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(site.reload_count(), 2, "no second reload after the undo");
+    assert_eq!(site.enabled_port(), site.blue);
+    site.assert_serves("blue");
+    assert_eq!(site.history_lines()[0]["result"], "rolled back");
+});
+
+both_ways!(a_failing_verify_url_switches_back, |via: Via| {
+    // Green starts, but its health answers 503.
+    let site = running("dev", via, &[("app.unhealthy", "true")]);
+    let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+    let started = Instant::now();
+    let run = site.switch(
+        site.green,
+        &["--verify-url", &url, "--verify-timeout", "2s"],
+    );
+    run.code(1);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let line = run.error_line();
+    assert!(line.contains("did not answer 2xx"), "{line}");
+    assert!(line.contains("status 503"), "{line}");
+    assert_eq!(site.enabled_port(), site.blue);
+    assert_eq!(site.reload_count(), 2, "switched and switched back");
+    site.assert_serves("blue");
+    assert_eq!(site.history_lines()[0]["result"], "rolled back");
+});
+
+both_ways!(the_managed_layout_rewrites_one_upstream_file, |via: Via| {
+    let mut site = Site::new("dev", via);
+    let upstream = site.nginx.path("conf.d/dev-upstream.conf");
+    std::fs::write(
+        site.nginx.sites_enabled().join("dev"),
+        format!(
+            "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
+            site.listen
+        ),
+    )
+    .unwrap();
+    let managed = ["--upstream-file", upstream.to_str().unwrap()];
+    let no_file = site.switch(site.blue, &managed);
+    no_file.code(3);
+    assert!(no_file.error_line().contains("pass --init"));
+    // nginx runs without the site; --init writes the first upstream file.
+    let site_file = std::fs::read_to_string(site.nginx.sites_enabled().join("dev")).unwrap();
+    std::fs::remove_file(site.nginx.sites_enabled().join("dev")).unwrap();
+    site.start(&[]);
+    site.switch(site.blue, &[&managed[..], &["--init"]].concat())
+        .code(0);
+    std::fs::write(site.nginx.sites_enabled().join("dev"), site_file).unwrap();
+    site.nginx.reload();
+    site.assert_serves("blue");
+
+    let run = site.switch(site.green, &managed);
+    run.code(0);
+    site.assert_serves("green");
+    assert_eq!(
+        std::fs::read_to_string(&upstream).unwrap(),
+        format!(
+            "# Written by bg-switch: port {g} is active, {b} is the backup.\n# bg-switch rewrites this whole file on every switch.\nupstream backend {{\n    server 127.0.0.1:{g};\n    server 127.0.0.1:{b} backup;\n}}\n",
+            g = site.green,
+            b = site.blue
+        )
+    );
+    let detect = site.detect(&managed);
+    assert_eq!(detect.code(0).stdout, format!("{}\n", site.blue));
+    let again = site.switch(site.green, &managed);
+    assert!(again.code(0).stdout.contains("already active"));
+
+    // A bad upstream file is put back byte for byte.
+    let good = std::fs::read_to_string(&upstream).unwrap();
+    let bad_host = site.switch(
+        site.blue,
+        &[&managed[..], &["--app-host", "no-such-host.invalid"]].concat(),
+    );
+    bad_host.code(1);
+    assert!(
+        bad_host.stderr.contains("no-such-host.invalid"),
+        "{}",
+        bad_host.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&upstream).unwrap(), good);
+    site.assert_serves("green");
+});
+
+#[test]
+fn several_app_hosts_are_all_primary() {
+    let mut site = Site::new("dev", Via::Local);
+    let upstream = site.nginx.path("conf.d/dev-upstream.conf");
+    // The seed's file, pointed at our ports; parameters follow the primary.
+    std::fs::write(
+        &upstream,
+        format!(
+            "upstream backend {{\r\n    server 127.0.0.1:{b} fail_timeout=60s max_fails=5;\r\n    server 127.0.0.1:{g} backup;\r\n}}\r\n",
+            b = site.blue,
+            g = site.green
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        site.nginx.sites_enabled().join("dev"),
+        format!(
+            "server {{ listen 127.0.0.1:{}; location / {{ proxy_pass http://backend; }} }}\n",
+            site.listen
+        ),
+    )
+    .unwrap();
+    site.start(&[]);
+    site.assert_serves("blue");
+    let run = site.switch(
+        site.green,
+        &[
+            "--upstream-file",
+            upstream.to_str().unwrap(),
+            "--app-host",
+            "127.0.0.1",
+            "--app-host",
+            "localhost",
+        ],
+    );
+    run.code(0);
+    let text = std::fs::read_to_string(&upstream).unwrap();
+    assert!(
+        text.contains(&format!(
+            "    server 127.0.0.1:{g} fail_timeout=60s max_fails=5;\n    server localhost:{g};\n    server 127.0.0.1:{b} backup;\n    server localhost:{b} backup;\n",
+            g = site.green,
+            b = site.blue
+        )),
+        "{text}"
+    );
+    site.assert_serves("green");
+}
+
+both_ways!(two_runs_at_once_never_both_change, |via: Via| {
+    let site = running("dev", via, &[]);
+    let started = site.work.path().join("test-started");
+    // A slow test command keeps the first run inside its lock for a while.
+    let slow = format!(
+        "touch '{}'; sleep 2; {}",
+        started.display(),
+        site.nginx.test_cmd()
+    );
+    let mut first = site
+        .switch_bin(site.green, &["--test-cmd", &slow])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never reached its test"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Short patience: exit 5, naming the holder, nothing changed.
+    let busy = site.switch(site.green, &["--lock-timeout", "300ms"]);
+    busy.code(5);
+    let line = busy.error_line();
+    assert!(
+        line.contains(&format!("held by bg-switch (pid {}", first.id())),
+        "{line}"
+    );
+    // Enough patience: waits, then finds green active and does nothing.
+    let waiter = site.switch(site.green, &["--lock-timeout", "30s"]);
+    assert!(
+        waiter.code(0).stdout.contains("already active"),
+        "{}",
+        waiter.stdout
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        site.history_lines().len(),
+        1,
+        "more than one run changed the site"
+    );
+    assert_eq!(site.reload_count(), 1);
+    site.assert_serves("green");
+});
+
+#[test]
+fn runs_started_together_change_the_site_once() {
+    let site = running("dev", Via::Local, &[]);
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            site.switch_bin(site.green, &["--format", "env"])
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = runs
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    let mut changed = 0;
+    for output in &outputs {
+        assert!(output.status.success(), "{output:?}");
+        if String::from_utf8_lossy(&output.stdout).contains("BG_CHANGED=true") {
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 1, "{outputs:?}");
+    assert_eq!(site.history_lines().len(), 1);
+    assert_eq!(site.reload_count(), 1);
+    site.assert_serves("green");
+}
+
+#[test]
+fn error_lines_are_stable() {
+    let lines: Vec<String> = [
+        vec!["--port", "9000"],
+        vec!["--port", "8000", "--green-port", "8000"],
+        vec!["--port", "8000", "--verify-url", "https://nginx/"],
+        vec!["--port", "8000", "--app-host", "a b"],
+        vec!["--port", "8000", "--site", "../etc"],
+        vec!["--port", "0"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let run = Bin::new("bg-switch").args(args).run();
+        run.code(2);
+        run.error_line().to_string()
+    })
+    .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
+both_ways!(a_killed_holder_leaves_no_lock, |via: Via| {
+    let site = running("dev", via, &[]);
+    let started = site.work.path().join("test-started");
+    let doomed = format!(
+        "touch '{}'; sleep 20; {}",
+        started.display(),
+        site.nginx.test_cmd()
+    );
+    let mut holder = site
+        .switch_bin(site.green, &["--test-cmd", &doomed])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never reached its test"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+    holder.wait().unwrap();
+    // The killed run left the files switched but nginx not reloaded; the
+    // next run gets the lock at once and makes nginx load what is there.
+    let begun = Instant::now();
+    let next = site.switch(site.green, &["--lock-timeout", "15s"]);
+    next.code(0);
+    assert!(
+        begun.elapsed() < Duration::from_secs(8),
+        "waited {:?} for a dead holder's lock",
+        begun.elapsed()
+    );
+    assert!(next.stderr.contains("interrupted"), "{}", next.stderr);
+    assert!(
+        next.stdout.contains("tested and reloaded"),
+        "{}",
+        next.stdout
+    );
+    site.assert_serves("green");
+    assert_eq!(site.enabled_port(), site.green);
+});
+
+both_ways!(hostile_names_and_paths_reach_no_shell, |via: Via| {
+    let name = "dev $(touch pwned) `touch pwned` 'it''s' \"q\" ;|&*";
+    let mut site = Site::with_available_dir(name, via, "avail $(touch pwned) 'q' `x`");
+    site.enable(site.blue);
+    site.start(&[]);
+    site.assert_serves("blue");
+    let history = site.work.path().join("h $(touch pwned) 'x'/history.jsonl");
+    let run = site.switch(site.green, &["--history-file", history.to_str().unwrap()]);
+    run.code(0);
+    site.assert_serves("green");
+    assert_eq!(site.enabled_port(), site.green);
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&history).unwrap().trim()).unwrap();
+    assert_eq!(line["site"], name);
+    assert!(!site.marker().exists());
+    assert!(!std::path::Path::new("pwned").exists());
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert!(!std::path::Path::new(&home).join("pwned").exists());
+    assert!(!site.work.path().join("h $(touch pwned) 'x'/pwned").exists());
+});
+
+#[test]
+fn dry_run_and_bad_input_change_nothing() {
+    let site = running("dev", Via::Local, &[]);
+    let dry = site.switch(site.green, &["--dry-run", "--format", "env"]);
+    assert_eq!(
+        dry.code(0).stdout,
+        format!(
+            "BG_PREVIOUS_PORT={b}\nBG_ACTIVE_PORT={b}\nBG_CHANGED=false\nBG_DRY_RUN=true\n",
+            b = site.blue
+        )
+    );
+    assert!(dry.stderr.contains("would replace"), "{}", dry.stderr);
+    let text = site.switch(site.green, &["--dry-run"]);
+    assert!(
+        text.code(0).stdout.contains("would switch"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(site.enabled_port(), site.blue);
+    assert_eq!(site.reload_count(), 0);
+    assert!(site.history_lines().is_empty());
+
+    let neither = site.switch(9, &[]);
+    neither.code(2);
+    assert!(neither.error_line().contains("neither the blue port"));
+    let same = Bin::new("bg-switch")
+        .args([
+            "--port",
+            "8000",
+            "--blue-port",
+            "8000",
+            "--green-port",
+            "8000",
+        ])
+        .run();
+    same.code(2);
+    let url = site.switch(site.green, &["--verify-url", "ftp://x"]);
+    url.code(2);
+    assert_eq!(site.enabled_port(), site.blue);
+    site.assert_serves("blue");
+}
+
+#[test]
+fn sudo_runs_every_change_to_nginx_through_sudo() {
+    let site = running("dev", Via::Local, &[]);
+    let bin = nginx_site::fake_sudo(site.work.path());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = site
+        .switch_bin(site.green, &["--sudo"])
+        .env("PATH", path)
+        .run();
+    run.code(0);
+    site.assert_serves("green");
+    let log = std::fs::read_to_string(site.work.path().join("sudo.log")).unwrap();
+    for expected in [
+        "# list a directory",
+        "# point a site link",
+        "# append a line",
+        site.nginx.test_cmd().as_str(),
+        site.reload_cmd().as_str(),
+    ] {
+        assert!(
+            log.lines().any(|l| l == expected),
+            "{expected:?} not run through sudo:\n{log}"
+        );
+    }
+}
+
+both_ways!(unsafe_layouts_are_exit_3_and_untouched, |via: Via| {
+    let site = Site::new("dev", via);
+    site.enable(site.blue);
+    // Both files route to blue: none routes to green.
+    site.write_available(
+        site.blue,
+        &nginx_site::site_file(site.listen, site.blue, site.green, ""),
+    );
+    let none = site.switch(site.green, &[]);
+    none.code(3);
+    assert!(
+        none.error_line().contains("no file of site dev in"),
+        "{}",
+        none.stderr
+    );
+    // Both enabled.
+    site.enable(site.green);
+    let both = site.switch(site.green, &[]);
+    both.code(3);
+    assert!(
+        both.error_line()
+            .contains("2 files of site dev are enabled")
+    );
+    assert_eq!(site.enabled().len(), 2);
+    // An enabled copy instead of a link.
+    for name in site.enabled() {
+        std::fs::remove_file(site.nginx.sites_enabled().join(name)).unwrap();
+    }
+    std::fs::copy(
+        site.available(site.green),
+        site.nginx
+            .sites_enabled()
+            .join(format!("dev_{}", site.green)),
+    )
+    .unwrap();
+    let copy = site.switch(site.green, &[]);
+    copy.code(3);
+    assert!(copy.error_line().contains("is a regular file, not a link"));
+    assert_eq!(site.reload_count(), 0);
+    assert!(site.history_lines().is_empty());
+});
+
+#[test]
+fn fifty_switches_under_load_lose_no_request() {
+    let site = running("dev", Via::Local, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let listen = site.listen;
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            // Bounded: one request at a time, at most 50,000.
+            while !stop.load(Ordering::Relaxed) && ok.load(Ordering::Relaxed) < 50_000 {
+                match http_get(listen, "/version") {
+                    Some((200, body)) if body == "blue\n" || body == "green\n" => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        failures.push(format!("{other:?}"));
+                    }
+                }
+            }
+            failures
+        })
+    };
+    // Meanwhile, sites-enabled is watched: never zero, never two entries.
+    let watcher = {
+        let stop = stop.clone();
+        let dir = site.nginx.sites_enabled();
+        std::thread::spawn(move || {
+            let (mut looks, mut wrong) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let names: Vec<String> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                looks += 1;
+                if names.len() != 1 {
+                    wrong.push(names);
+                }
+                // Pacing, so that the watcher leaves CPU to nginx and the switches.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (looks, wrong)
+        })
+    };
+    let begun = Instant::now();
+    for i in 0..50 {
+        let port = if i % 2 == 0 { site.green } else { site.blue };
+        site.switch(port, &["-q"]).code(0);
+    }
+    let switching = begun.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let failures = load.join().unwrap();
+    let (looks, wrong) = watcher.join().unwrap();
+    eprintln!("sites-enabled looked at {looks} times during the switches");
+    assert!(wrong.is_empty(), "not exactly one file enabled: {wrong:?}");
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("50 switches in {switching:?}: {ok} requests answered, {failed} failed {failures:?}");
+    assert_eq!(failed, 0, "requests lost during switches: {failures:?}");
+    assert!(ok > 100, "the load was too light to mean anything: {ok}");
+    assert_eq!(site.reload_count(), 50);
+    assert_eq!(site.history_lines().len(), 50);
+    site.assert_serves("blue");
+}
+
+#[test]
+fn help_is_stable() {
+    let run = Bin::new("bg-switch").arg("--help").run();
+    run.code(0);
+    insta::assert_snapshot!(run.stdout);
+}
