@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ssh2::{BlockDirections, Channel, ErrorCode, HostKeyType, MethodType, Session};
 
 use super::known_hosts::{self, HostKeyCheck, KnownHosts, Verdict};
