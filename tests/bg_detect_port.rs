@@ -196,7 +196,8 @@ fn bad_usage_is_exit_2() {
 
 #[test]
 fn an_unreachable_host_is_exit_4() {
-    let port = bg_deploy_tests::free_port().to_string();
+    let closed = bg_deploy_tests::ClosedPort::new();
+    let port = closed.port.to_string();
     let run = Bin::new("bg-detect-port")
         .args([
             "--host",

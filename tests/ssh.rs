@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bg_core::host::{Host, HostKeyCheck, SshHost, SshOptions};
 use bg_core::{Cmd, Code, Failure, HostError};
-use bg_deploy_tests::{Sshd, free_port, keygen};
+use bg_deploy_tests::{ClosedPort, Sshd, keygen};
 
 fn connect(options: &SshOptions) -> Result<SshHost, HostError> {
     SshHost::connect(options)
@@ -290,7 +290,8 @@ fn default_key_files_come_last() {
 
 #[test]
 fn a_closed_port_fails_at_once_with_exit_4() {
-    let port = free_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     let mut options =
         SshOptions::new(bg_core::host::Target::parse(&format!("127.0.0.1:{port}")).unwrap());
     options.connect_timeout = Duration::from_secs(5);

@@ -17,7 +17,7 @@ mod sshd;
 
 pub use app::{App, app_jar};
 pub use bin::{Bin, Run, bin_path};
-pub use net::{free_port, http_get, wait_for_port};
+pub use net::{ClosedPort, free_port, http_get, wait_for_port};
 pub use nginx::Nginx;
 pub use sshd::{Sshd, keygen};
 

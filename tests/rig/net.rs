@@ -65,3 +65,55 @@ fn dechunk(mut body: &str) -> Option<String> {
         body = rest.get(size + 2..)?;
     }
 }
+
+/// A port that refuses connections for as long as the guard lives: a bound
+/// TCP socket that never listens. Nobody else can bind it meanwhile, so
+/// unlike a port from [`free_port`], no parallel test can start a server there.
+pub struct ClosedPort {
+    pub port: u16,
+    fd: i32,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        // SAFETY: plain socket calls on a descriptor we own and close on drop.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+                0
+            );
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut bound_len = len;
+            assert_eq!(
+                libc::getsockname(
+                    fd,
+                    &mut bound as *mut _ as *mut libc::sockaddr,
+                    &mut bound_len
+                ),
+                0
+            );
+            ClosedPort {
+                port: u16::from_be(bound.sin_port),
+                fd,
+            }
+        }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        ClosedPort::new()
+    }
+}
+
+impl Drop for ClosedPort {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.fd) };
+    }
+}
