@@ -16,6 +16,7 @@ pub mod host;
 pub mod http;
 pub mod log;
 pub mod output;
+pub mod proc;
 pub mod quote;
 
 use std::process::ExitCode;
