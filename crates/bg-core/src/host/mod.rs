@@ -278,11 +278,14 @@ const RECEIVE_SCRIPT: &str = r#"# receive a file
 exec cat > "$1"
 "#;
 
+/// The file is read on stdin: with the name as an argument, GNU sha256sum
+/// escapes its output (a leading `\\`) when the name holds a newline or a
+/// backslash.
 const SHA256_SCRIPT: &str = r#"# checksum a file
 [ -e "$1" ] || exit 100
-if command -v sha256sum >/dev/null 2>&1; then exec sha256sum -- "$1"; fi
-if command -v shasum >/dev/null 2>&1; then exec shasum -a 256 -- "$1"; fi
-exec openssl dgst -sha256 -r "$1"
+if command -v sha256sum >/dev/null 2>&1; then exec sha256sum < "$1"; fi
+if command -v shasum >/dev/null 2>&1; then exec shasum -a 256 < "$1"; fi
+exec openssl dgst -sha256 -r < "$1"
 "#;
 
 /// Holds an flock on `$1` for as long as our stdin stays open. When we are
