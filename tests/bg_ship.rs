@@ -60,12 +60,10 @@ fn env_value(run: &Run, key: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {key} in {}", run.stdout));
-    let line = line
-        .strip_prefix('\'')
+    line.strip_prefix('\'')
         .and_then(|l| l.strip_suffix('\''))
         .map(|l| l.replace(r"'\''", "'"))
-        .unwrap_or_else(|| line.to_string());
-    line
+        .unwrap_or_else(|| line.to_string())
 }
 
 fn alive(pid: u32) -> bool {
