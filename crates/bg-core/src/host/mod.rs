@@ -279,7 +279,7 @@ exec cat > "$1"
 "#;
 
 /// The file is read on stdin: with the name as an argument, GNU sha256sum
-/// escapes its output (a leading `\\`) when the name holds a newline or a
+/// escapes its output (a leading backslash) when the name holds a newline or a
 /// backslash.
 const SHA256_SCRIPT: &str = r#"# checksum a file
 [ -e "$1" ] || exit 100
