@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bg-ship vs OpenSSH scp, side by side in one run, over a throwaway sshd on
 # loopback. Prints a Markdown table (wall time, max RSS) and the ratio, then
-# bg-ship's max RSS for a 1 GiB file.
+# bg-ship's max RSS for a 1 GiB file. A third column, `ssh host 'cat > FILE'`,
+# is the same transport shape as bg-ship's (an exec channel into cat) without
+# the lock, the checksum and the rename.
 #
 #   benches/ship-vs-scp.sh [SIZE_MIB] [REPETITIONS]      (defaults: 200 3)
 #
@@ -65,30 +67,35 @@ echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_ed25519.pub")" > "$work/kn
 # Incompressible data, as a jar is.
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$work/app.jar"
 
-measure() { # ship|scp DEST FILE -> "seconds max_rss_kib"
+measure() { # ship|scp|ssh_cat DEST FILE -> "seconds max_rss_kib"
   local cmd
   if [ "$1" = ship ]; then
     cmd=("$bg_ship" --artifact "$3" --deploy-path "$2" --port 8001 --no-start -q
       --host "$user@127.0.0.1:$port" --identity "$work/client_ed25519"
       --known-hosts "$work/known_hosts" --lock-dir "$work")
+  elif [ "$1" = ssh_cat ]; then
+    cmd=(ssh -q -i "$work/client_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
+      -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes
+      -p "$port" "$user@127.0.0.1" "cat > '$2/$(basename "$3")'")
   else
     cmd=(scp -q -i "$work/client_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
       -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes
       -P "$port" "$3" "$user@127.0.0.1:$2/")
   fi
   rm -rf "$2"; mkdir -p "$2"
-  /usr/bin/time -f "%e %M" -o "$work/time" "${cmd[@]}" >/dev/null
+  /usr/bin/time -f "%e %M" -o "$work/time" "${cmd[@]}" <"$3" >/dev/null
   cmp -s "$3" "$2/$(basename "$3")" || { echo "$1: the copy differs" >&2; exit 1; }
   cat "$work/time"
 }
 
-echo "| run | bg-ship s | bg-ship max RSS MiB | scp s | scp max RSS MiB |"
-echo "|---|---|---|---|---|"
+echo "| run | bg-ship s | bg-ship max RSS MiB | scp s | scp max RSS MiB | ssh 'cat > FILE' s |"
+echo "|---|---|---|---|---|---|"
 ship_total=0 scp_total=0
 for rep in $(seq "$reps"); do
   read -r s_t s_m < <(measure ship "$work/dest-ship" "$work/app.jar")
   read -r c_t c_m < <(measure scp "$work/dest-scp" "$work/app.jar")
-  printf '| %s | %s | %.1f | %s | %.1f |\n' "$rep" "$s_t" "$(echo "$s_m/1024" | bc -l)" "$c_t" "$(echo "$c_m/1024" | bc -l)"
+  read -r p_t _ < <(measure ssh_cat "$work/dest-ssh" "$work/app.jar")
+  printf '| %s | %s | %.1f | %s | %.1f | %s |\n' "$rep" "$s_t" "$(echo "$s_m/1024" | bc -l)" "$c_t" "$(echo "$c_m/1024" | bc -l)" "$p_t"
   ship_total=$(echo "$ship_total + $s_t" | bc -l)
   scp_total=$(echo "$scp_total + $c_t" | bc -l)
 done
