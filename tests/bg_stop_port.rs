@@ -143,6 +143,37 @@ both_ways!(
     }
 );
 
+/// /proc/net/tcp6 as well as tcp: an app bound to ::1 only is found and stopped.
+#[test]
+fn an_ipv6_only_listener_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut app = App::start(
+        port,
+        &[("server.address", "::1")],
+        &dir.path().join("app.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    while std::net::TcpStream::connect_timeout(&v6, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the app never listened on [::1]:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = stop(port, dir.path(), &[]).args(["--format", "env"]).run();
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("BG_STOPPED_PIDS={}\n", app.pid())),
+        "{}",
+        run.stdout
+    );
+    assert!(app.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(std::net::TcpStream::connect_timeout(&v6, Duration::from_millis(500)).is_err());
+}
+
 #[test]
 fn a_dry_run_signals_nothing() {
     let dir = tempfile::tempdir().unwrap();
