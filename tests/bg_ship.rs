@@ -417,3 +417,24 @@ fn help_is_stable() {
     run.code(0);
     insta::assert_snapshot!(run.stdout);
 }
+
+both_ways!(
+    a_taken_port_is_refused_before_anything_changes,
+    |host_args: &[String], dir: &Path| {
+        let port = free_port();
+        let mut old = bg_deploy_tests::App::start_ready(port, &[], &dir.join("old.log"));
+        let deploy = dir.join("deploy");
+        let run = ship(app_jar(), &deploy, port, dir, host_args)
+            .args(["--java-opts", FAST])
+            .run();
+        run.code(3);
+        let line = run.error_line();
+        assert!(
+            line.contains(&format!("pid {} (java)", old.pid())),
+            "{line}"
+        );
+        assert!(line.contains("bg-stop-port"), "{line}");
+        assert!(!deploy.exists(), "something changed");
+        assert_eq!(old.wait_exit(Duration::from_millis(100)), None);
+    }
+);

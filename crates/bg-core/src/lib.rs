@@ -14,6 +14,7 @@ pub mod error;
 pub mod exit;
 pub mod host;
 pub mod http;
+pub mod listeners;
 pub mod log;
 pub mod output;
 pub mod proc;

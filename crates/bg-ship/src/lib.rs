@@ -118,6 +118,15 @@ pub enum ShipError {
         remote: String,
     },
 
+    #[error(
+        "port {port} is still taken by {}; nothing was uploaded or started",
+        bg_core::listeners::describe(listeners)
+    )]
+    PortBusy {
+        port: u16,
+        listeners: Vec<bg_core::listeners::Listener>,
+    },
+
     #[error("the start command printed no pid: {output:?}")]
     NoPid { output: String },
 
@@ -134,6 +143,7 @@ impl Failure for ShipError {
     fn code(&self) -> Code {
         match self {
             ShipError::Artifact { .. } => Code::Usage,
+            ShipError::PortBusy { .. } => Code::Unsafe,
             ShipError::Checksum { .. } | ShipError::NoPid { .. } | ShipError::Died { .. } => {
                 Code::Failed
             }
@@ -143,6 +153,9 @@ impl Failure for ShipError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             ShipError::Artifact { .. } => "check --artifact (the build's output path)".to_string(),
+            ShipError::PortBusy { port, .. } => format!(
+                "free it first with `bg-stop-port --port {port}` (never the active port); the old app would answer the health check in the new one's place"
+            ),
             ShipError::Checksum { .. } => {
                 "run again; if it persists, check the host's disk (df) and memory".to_string()
             }
@@ -237,6 +250,17 @@ impl Cli {
                 &holder_description("bg-ship"),
             )?)
         };
+        if !self.no_start && bg_core::listeners::is_listening(host, self.port)? {
+            let found = bg_core::listeners::find(host, self.port)?;
+            let busy = ShipError::PortBusy {
+                port: self.port,
+                listeners: found.listeners,
+            };
+            if !self.dry_run {
+                return Err(busy.into());
+            }
+            bg_core::log::warn(&format!("dry run: {busy}"));
+        }
         let script = if self.dry_run {
             with_sha256("find the deploy directory", RESOLVE_SCRIPT)
         } else {

@@ -6,8 +6,6 @@
 //! failed when the port stayed busy, and would have killed the active port as
 //! readily as the backup.
 
-mod find;
-
 use std::time::{Duration, Instant};
 
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
@@ -15,7 +13,7 @@ use bg_core::host::{Host, holder_description};
 use bg_core::{Cmd, Code, Failure, HostError, Report};
 use clap::Parser;
 
-pub use find::{Found, Listener, find, is_listening, listening_inodes, parse_owners};
+pub use bg_core::listeners::{Found, Listener, describe, find, is_listening};
 
 /// Stop whatever listens on a port, gracefully first, and wait until the port is free.
 ///
@@ -101,17 +99,6 @@ impl Failure for StopError {
             }
         })
     }
-}
-
-fn describe(listeners: &[Listener]) -> String {
-    if listeners.is_empty() {
-        return "a process this user cannot see".to_string();
-    }
-    listeners
-        .iter()
-        .map(|l| format!("pid {} ({})", l.pid, l.name))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `TERM`, `SIGTERM`, `term`, `15` → `TERM`.

@@ -9,9 +9,14 @@
 //! A listening socket whose process we cannot see belongs to another user:
 //! we report that instead of pretending the port is free or signalling a
 //! part of what holds it.
+//!
+//! bg-stop-port uses it to find what to stop; bg-ship to refuse starting an
+//! app on a port that is still taken (the old app would answer the health
+//! check in the new one's place).
 
-use bg_core::host::Host;
-use bg_core::{Cmd, HostError};
+use crate::cmd::Cmd;
+use crate::error::HostError;
+use crate::host::Host;
 
 /// A process listening on the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +35,18 @@ pub struct Found {
     pub listeners: Vec<Listener>,
     /// Sockets whose process we cannot see (another user's, without root).
     pub hidden: usize,
+}
+
+/// `pid 42 (java), pid 43 (java)`, for messages.
+pub fn describe(listeners: &[Listener]) -> String {
+    if listeners.is_empty() {
+        return "a process this user cannot see".to_string();
+    }
+    listeners
+        .iter()
+        .map(|l| format!("pid {} ({})", l.pid, l.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Found {
@@ -179,7 +196,7 @@ fn fallback(host: &dyn Host, port: u16) -> Result<Found, HostError> {
         _ => Err(HostError::Command {
             host: host.name().to_string(),
             command: "find listeners".to_string(),
-            output: Box::new(bg_core::host::Output {
+            output: Box::new(crate::host::Output {
                 stderr: b"no /proc/net/tcp, and none of ss, lsof, fuser is installed".to_vec(),
                 ..output
             }),
