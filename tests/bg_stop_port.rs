@@ -174,6 +174,41 @@ fn an_ipv6_only_listener_is_stopped() {
     assert!(std::net::TcpStream::connect_timeout(&v6, Duration::from_millis(500)).is_err());
 }
 
+/// Another user's process: its sockets are listed in /proc/net/tcp, its fds
+/// are not readable. Run as `nobody` against root's app (needs root and
+/// runuser; elsewhere the test says so and passes without running).
+#[test]
+fn another_users_process_is_a_clear_error_that_suggests_sudo() {
+    let runuser = Path::new("/usr/sbin/runuser");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !runuser.exists() {
+        eprintln!("skipped: needs root and runuser to act as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let mut app = App::start_ready(port, &[], &dir.path().join("app.log"));
+    let output = std::process::Command::new(runuser)
+        .args(["-u", "nobody", "--"])
+        .arg(bg_deploy_tests::bin_path("bg-stop-port"))
+        .args(["--port", &port.to_string(), "--lock-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.contains("cannot see"), "{stderr}");
+    assert!(last.contains("--sudo"), "{stderr}");
+    assert_eq!(
+        app.wait_exit(Duration::from_millis(300)),
+        None,
+        "the app was stopped"
+    );
+}
+
 #[test]
 fn a_dry_run_signals_nothing() {
     let dir = tempfile::tempdir().unwrap();
