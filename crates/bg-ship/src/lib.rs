@@ -1,0 +1,622 @@
+//! `bg-ship`: puts the jar on the app host and starts it on a port.
+//!
+//! Replaces the seed's `scp app.jar host:DIR` and
+//! `ssh host "nohup java -jar ... > DIR/BUILD.log &" &`: scp wrote straight
+//! to the real name (a broken upload left half a jar where the next start
+//! would find it), re-sent identical files, and the backgrounded ssh never
+//! said whether java started at all.
+
+mod progress;
+mod prune;
+mod start;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
+use bg_core::host::{Host, Input, holder_description};
+use bg_core::{Cmd, Code, Failure, HostError, Report, UsageError};
+use clap::Parser;
+use sha2::Digest;
+
+pub use progress::{Progress, human};
+pub use prune::{Plan, plan};
+pub use start::{Launch, START_SCRIPT, parse_env, split_java_opts, start_args};
+
+/// Upload a jar to the app host and start it, detached, on a port.
+///
+/// The jar goes to DIR under a partial name, its sha256 is checked on the
+/// host, and only then is it renamed into place; an identical file already
+/// there is not sent again. Then `java <java-opts> -Dserver.port=PORT
+/// [-Dspring.profiles.active=PROFILE] -jar DIR/FILE` starts in its own
+/// session, output to the log file, pid to DIR/app-PORT.pid. A process gone
+/// within --settle (1s) is exit 1, with the end of its log.
+#[derive(Debug, Parser)]
+#[command(name = "bg-ship", version, max_term_width = 100)]
+pub struct Cli {
+    /// The jar (or any file) to ship
+    #[arg(long, env = "BG_ARTIFACT", value_name = "FILE")]
+    pub artifact: PathBuf,
+
+    /// Directory on the host to put it in (created if missing)
+    #[arg(long, env = "BG_DEPLOY_PATH", value_name = "DIR")]
+    pub deploy_path: String,
+
+    /// The port the app listens on (-Dserver.port)
+    #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT")]
+    pub port: u16,
+
+    /// Spring profile (-Dspring.profiles.active)
+    #[arg(long, env = "BG_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// JVM options, split like a shell would (quotes respected, nothing expanded)
+    #[arg(
+        long,
+        env = "BG_JAVA_OPTS",
+        allow_hyphen_values = true,
+        value_name = "OPTS"
+    )]
+    pub java_opts: Option<String>,
+
+    /// Log file for the app's stdout and stderr, appended to; relative to DIR [default: app-PORT.log]
+    #[arg(long, env = "BG_LOG_FILE", value_name = "NAME")]
+    pub log_file: Option<String>,
+
+    /// Shell command to start the app instead of java, with {port} {artifact} {profile} {java_opts} {deploy_path} filled in, each quoted
+    #[arg(long, env = "BG_START_CMD", value_name = "TEMPLATE")]
+    pub start_cmd: Option<String>,
+
+    /// Environment variable for the app; repeatable
+    #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VAL")]
+    pub env: Vec<(String, String)>,
+
+    /// Keep this many artifacts in DIR (this one included); older ones go unless a running process uses them
+    #[arg(long, env = "BG_KEEP", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub keep: Option<u32>,
+
+    /// Upload only; do not start anything
+    #[arg(long, env = "BG_NO_START")]
+    pub no_start: bool,
+
+    /// Show what would be sent and started; change nothing
+    #[arg(long, env = "BG_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// The java to run on the host
+    #[arg(long, env = "BG_JAVA", default_value = "java", value_name = "PATH")]
+    pub java: String,
+
+    /// How long the started process must stay alive to count as started
+    #[arg(long, env = "BG_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Duration,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Why the artifact is not shipped and running.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("cannot read the artifact {}: {source}", path.display())]
+    Artifact {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("the upload of {path} arrived damaged: sha256 {remote} on the host, {local} here")]
+    Checksum {
+        path: String,
+        local: String,
+        remote: String,
+    },
+
+    #[error(
+        "port {port} is still taken by {}; nothing was uploaded or started",
+        bg_core::listeners::describe(listeners)
+    )]
+    PortBusy {
+        port: u16,
+        listeners: Vec<bg_core::listeners::Listener>,
+    },
+
+    #[error("the start command printed no pid: {output:?}")]
+    NoPid { output: String },
+
+    #[error("the app (pid {pid}) exited within {} of starting", humantime::format_duration(*within))]
+    Died {
+        pid: u32,
+        within: Duration,
+        log: String,
+        tail: Option<String>,
+    },
+}
+
+impl Failure for ShipError {
+    fn code(&self) -> Code {
+        match self {
+            ShipError::Artifact { .. } => Code::Usage,
+            ShipError::PortBusy { .. } => Code::Unsafe,
+            ShipError::Checksum { .. } | ShipError::NoPid { .. } | ShipError::Died { .. } => {
+                Code::Failed
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ShipError::Artifact { .. } => "check --artifact (the build's output path)".to_string(),
+            ShipError::PortBusy { port, .. } => format!(
+                "free it first with `bg-stop-port --port {port}` (never the active port); the old app would answer the health check in the new one's place"
+            ),
+            ShipError::Checksum { .. } => {
+                "run again; if it persists, check the host's disk (df) and memory".to_string()
+            }
+            ShipError::NoPid { .. } => "check --start-cmd and the host's shell".to_string(),
+            ShipError::Died { log, .. } => format!("see the app's log above ({log})"),
+        })
+    }
+
+    fn details(&self) -> Option<String> {
+        match self {
+            ShipError::Died {
+                log,
+                tail: Some(tail),
+                ..
+            } => Some(bg_core::proc::framed_tail(log, tail)),
+            _ => None,
+        }
+    }
+}
+
+/// How often a starting process is looked at.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How many log lines a failed start shows.
+const TAIL_LINES: usize = 50;
+
+/// `$1` the deploy directory, `$2` the artifact's name. Prints the sha256 of
+/// the file already there (or `-`), then the directory's physical path: one
+/// round trip instead of two (each costs a session on the host, ~80 ms).
+const PREPARE_SCRIPT: &str = r#"mkdir -p -- "$1" && cd -- "$1" || exit 1
+if [ -f "$2" ]; then sha256_of "$2" || echo -; else echo -; fi
+pwd -P
+"#;
+
+/// The same for `--dry-run`, which creates nothing.
+const RESOLVE_SCRIPT: &str = r#"if cd -- "$1" 2>/dev/null; then
+  if [ -f "$2" ]; then sha256_of "$2" || echo -; else echo -; fi
+  pwd -P
+else
+  echo -; printf '%s\n' "$1"
+fi
+"#;
+
+/// Exit status of [`RECEIVE_SCRIPT`] when the checksum differs.
+const MISMATCH: i32 = 3;
+
+/// `$1` partial name, `$2` real name, `$3` expected sha256. Writes stdin to
+/// the partial name, checksums what is on disk, and renames it into place
+/// only when the sum matches; otherwise removes it. A killed upload ends in
+/// a short file whose sum cannot match: nothing reaches the real name.
+const RECEIVE_SCRIPT: &str = r#"cat > "$1" || { rm -f -- "$1"; exit 1; }
+if ! h=$(sha256_of "$1"); then rm -f -- "$1"; exit 1; fi
+if [ "$h" != "$3" ]; then rm -f -- "$1"; printf '%s\n' "$h"; exit 3; fi
+mv -f -- "$1" "$2"
+"#;
+
+/// One of our scripts with the checksum function it uses.
+fn with_sha256(title: &str, script: &str) -> String {
+    format!("# {title}\n{}{script}", bg_core::host::SHA256_FUNCTION)
+}
+
+impl bg_core::Tool for Cli {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    fn run(self) -> bg_core::Result<Report> {
+        let plan = self.check()?;
+        // The local checksum runs while we connect; with the CPU's SHA
+        // extensions it is usually ready before the host answers.
+        std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| sha256_file(&self.artifact));
+            self.ship(&plan, hashing)
+        })
+    }
+}
+
+impl Cli {
+    fn ship(
+        &self,
+        plan: &Checked,
+        hashing: std::thread::ScopedJoinHandle<'_, std::io::Result<String>>,
+    ) -> bg_core::Result<Report> {
+        let host = self.host.connect()?;
+        let host = host.as_ref();
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(host.lock(
+                &self.lock.path("port", &self.port.to_string()),
+                self.lock.lock_timeout,
+                &holder_description("bg-ship"),
+            )?)
+        };
+        if !self.no_start && bg_core::listeners::is_listening(host, self.port)? {
+            let found = bg_core::listeners::find(host, self.port)?;
+            let busy = ShipError::PortBusy {
+                port: self.port,
+                listeners: found.listeners,
+            };
+            if !self.dry_run {
+                return Err(busy.into());
+            }
+            bg_core::log::warn(&format!("dry run: {busy}"));
+        }
+        let script = if self.dry_run {
+            with_sha256("find the deploy directory", RESOLVE_SCRIPT)
+        } else {
+            with_sha256("make the deploy directory", PREPARE_SCRIPT)
+        };
+        let output = host.run_ok(&Cmd::script(&script, &[&self.deploy_path, &plan.name]))?;
+        let stdout = output.stdout_text();
+        let (remote_hash, dir) = stdout.split_once('\n').unwrap_or(("-", &stdout));
+        let dir = dir.strip_suffix('\n').unwrap_or(dir).to_string();
+        let remote = join(&dir, &plan.name);
+        let partial = join(&dir, &format!(".{}.partial", plan.name));
+        let log_file = match &self.log_file {
+            Some(name) if name.starts_with('/') => name.clone(),
+            Some(name) => join(&dir, name),
+            None => join(&dir, &format!("app-{}.log", self.port)),
+        };
+        let pid_file = join(&dir, &format!("app-{}.pid", self.port));
+
+        let local_hash = hashing
+            .join()
+            .expect("the hashing thread panicked")
+            .map_err(|source| ShipError::Artifact {
+                path: self.artifact.clone(),
+                source,
+            })?;
+        let identical = remote_hash.trim() == local_hash;
+
+        let launch = Launch {
+            port: self.port,
+            artifact: remote.clone(),
+            profile: self.profile.clone(),
+            java_opts: plan.java_opts.clone(),
+            deploy_path: dir.clone(),
+        };
+        let argv = match &self.start_cmd {
+            Some(template) => vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                launch.fill(template).map_err(|why| bad_template(&why))?,
+            ],
+            None => launch.java_argv(&self.java),
+        };
+
+        if self.dry_run {
+            let upload = if identical {
+                format!("{remote} is already there, identical: would not send it")
+            } else {
+                format!(
+                    "would upload {} ({}) to {remote}",
+                    self.artifact.display(),
+                    human(plan.len)
+                )
+            };
+            bg_core::log::info(&format!("dry run on {}: {upload}", host.name()));
+            if !self.no_start {
+                bg_core::log::info(&format!(
+                    "dry run: would start `{}` with output to {log_file}, pid to {pid_file}",
+                    bg_core::quote::join(&argv).unwrap_or_default()
+                ));
+            }
+            return Ok(Report::new(format!("dry run: {remote}"))
+                .field("PID", serde_null())
+                .field("REMOTE_ARTIFACT", remote)
+                .field("LOG_FILE", log_file)
+                .field("SENT", false)
+                .field("SHA256", local_hash));
+        }
+
+        let sent = if identical {
+            bg_core::log::info(&format!(
+                "{remote} on {} is already identical (sha256 {}): not sending it again",
+                host.name(),
+                &local_hash[..12]
+            ));
+            false
+        } else {
+            self.upload(host, &partial, &remote, &local_hash, plan.len)?;
+            true
+        };
+
+        let mut pid = None;
+        if !self.no_start {
+            let started = start(host, &dir, &log_file, &pid_file, &self.env, &argv)?;
+            bg_core::log::info(&format!(
+                "started pid {started} on {}, log {log_file}",
+                host.name()
+            ));
+            settle(host, started, self.settle, &log_file)?;
+            pid = Some(started);
+        }
+
+        let mut pruned = Vec::new();
+        if let Some(keep) = self.keep {
+            let suffix = match plan.name.rfind('.') {
+                Some(dot) => &plan.name[dot..],
+                None => "",
+            };
+            if suffix.is_empty() {
+                bg_core::log::warn(
+                    "--keep needs an artifact with an extension (.jar); nothing pruned",
+                );
+            } else {
+                pruned = prune::prune(host, &dir, suffix, &plan.name, keep as usize)?;
+            }
+        }
+
+        let text = match pid {
+            Some(pid) => pid.to_string(),
+            None => remote.clone(),
+        };
+        Ok(Report::new(text)
+            .field("PID", pid.map_or(serde_null(), serde_json::Value::from))
+            .field("REMOTE_ARTIFACT", remote)
+            .field("LOG_FILE", log_file)
+            .field("PID_FILE", pid_file)
+            .field("SENT", sent)
+            .field("SHA256", local_hash)
+            .field("PRUNED", pruned))
+    }
+}
+
+/// What the flags mean once checked, before anything touches the host.
+struct Checked {
+    name: String,
+    len: u64,
+    java_opts: Vec<String>,
+}
+
+impl Cli {
+    fn check(&self) -> bg_core::Result<Checked> {
+        let meta = std::fs::metadata(&self.artifact).map_err(|source| ShipError::Artifact {
+            path: self.artifact.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(UsageError::new(
+                format!("{} is not a file", self.artifact.display()),
+                "pass the built jar with --artifact",
+            )
+            .into());
+        }
+        let name = self
+            .artifact
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                UsageError::new(
+                    format!("{} has no file name in UTF-8", self.artifact.display()),
+                    "rename the artifact",
+                )
+            })?
+            .to_string();
+        if self.deploy_path.is_empty() {
+            return Err(UsageError::new(
+                "--deploy-path is empty",
+                "pass the directory on the host",
+            )
+            .into());
+        }
+        let java_opts = split_java_opts(self.java_opts.as_deref()).ok_or_else(|| {
+            UsageError::new(
+                format!(
+                    "--java-opts has an unclosed quote: {:?}",
+                    self.java_opts.as_deref().unwrap_or("")
+                ),
+                "close the quote, e.g. --java-opts \"-Xmx1g -Dname='a b'\"",
+            )
+        })?;
+        if let Some(template) = &self.start_cmd {
+            // Checked here with placeholder values, filled for real once DIR is known.
+            let probe = Launch {
+                port: self.port,
+                artifact: String::new(),
+                profile: None,
+                java_opts: Vec::new(),
+                deploy_path: String::new(),
+            };
+            probe.fill(template).map_err(|why| bad_template(&why))?;
+        }
+        Ok(Checked {
+            name,
+            len: meta.len(),
+            java_opts,
+        })
+    }
+
+    /// Sends the file to `partial`, checks its sha256 there, renames it to
+    /// `remote`. Until the rename, nothing is under the real name.
+    fn upload(
+        &self,
+        host: &dyn Host,
+        partial: &str,
+        remote: &str,
+        local_hash: &str,
+        len: u64,
+    ) -> Result<(), Box<dyn Failure>> {
+        bg_core::log::info(&format!(
+            "uploading {} ({}) to {} on {}",
+            self.artifact.display(),
+            human(len),
+            remote,
+            host.name()
+        ));
+        let started = Instant::now();
+        let mut progress = Progress::new(len);
+        let mut file =
+            std::fs::File::open(&self.artifact).map_err(|source| ShipError::Artifact {
+                path: self.artifact.clone(),
+                source,
+            })?;
+        let cmd = Cmd::script(
+            &with_sha256("receive, verify and rename", RECEIVE_SCRIPT),
+            &[partial, remote, local_hash],
+        );
+        let output = host.exec(
+            &cmd,
+            Input::Stream {
+                reader: &mut file,
+                len,
+                progress: &mut |n| progress.update(n),
+            },
+        );
+        progress.finish();
+        let output = output?;
+        if output.code == Some(MISMATCH) && output.signal.is_none() {
+            return Err(ShipError::Checksum {
+                path: partial.to_string(),
+                local: local_hash.to_string(),
+                remote: output.stdout_text().trim().to_string(),
+            }
+            .into());
+        }
+        host.check(&cmd, output)?;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        bg_core::log::info(&format!(
+            "sent and verified in {:.1}s ({}/s)",
+            secs,
+            human((len as f64 / secs) as u64)
+        ));
+        Ok(())
+    }
+}
+
+fn bad_template(why: &str) -> UsageError {
+    UsageError::new(
+        format!("--start-cmd: {why}"),
+        "use {port} {artifact} {profile} {java_opts} {deploy_path}, unquoted (each is quoted for you)",
+    )
+}
+
+fn serde_null() -> serde_json::Value {
+    serde_json::Value::Null
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The file's sha256, read in large pieces: memory stays flat whatever its size.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Runs [`START_SCRIPT`]; the pid it printed.
+fn start(
+    host: &dyn Host,
+    dir: &str,
+    log: &str,
+    pid_file: &str,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Result<u32, Box<dyn Failure>> {
+    let args = start_args(dir, log, pid_file, env, argv);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = host.run_ok(&Cmd::script(START_SCRIPT, &args).timeout(Duration::from_secs(30)))?;
+    let text = output.stdout_text();
+    text.trim()
+        .parse::<u32>()
+        .map_err(|_| ShipError::NoPid { output: text }.into())
+}
+
+/// Watches the new process for `within`: gone by then is a failed start.
+fn settle(host: &dyn Host, pid: u32, within: Duration, log: &str) -> Result<(), Box<dyn Failure>> {
+    let start = Instant::now();
+    loop {
+        if !bg_core::proc::alive(host, pid)? {
+            let tail = bg_core::proc::tail(host, log, TAIL_LINES)
+                .unwrap_or_else(|e: HostError| Some(format!("(cannot read the log: {e})")));
+            return Err(ShipError::Died {
+                pid,
+                within: Duration::from_millis(start.elapsed().as_millis() as u64),
+                log: log.to_string(),
+                tail,
+            }
+            .into());
+        }
+        if start.elapsed() >= within {
+            return Ok(());
+        }
+        std::thread::sleep(POLL.min(within.saturating_sub(start.elapsed())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_paths() {
+        assert_eq!(join("/srv/app", "a.jar"), "/srv/app/a.jar");
+        assert_eq!(join("/", "a.jar"), "/a.jar");
+    }
+
+    #[test]
+    fn hashes_a_file() {
+        let dir = std::env::temp_dir().join(format!("bg-ship-hash-{}", std::process::id()));
+        std::fs::write(&dir, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&dir).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_died_app_shows_its_log_before_the_error_line() {
+        let died = ShipError::Died {
+            pid: 42,
+            within: Duration::from_millis(300),
+            log: "/srv/app/app-8001.log".into(),
+            tail: Some("APPLICATION FAILED TO START\n".into()),
+        };
+        assert_eq!(died.code(), Code::Failed);
+        assert!(
+            died.details()
+                .unwrap()
+                .contains("APPLICATION FAILED TO START")
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! Starting the app: the command line, the environment, and the one fixed
+//! script that runs it detached from our session.
+//!
+//! Nothing the user gives is pasted into a shell line. The java command is an
+//! argv list (`--java-opts` split the way a shell would, quotes respected,
+//! nothing expanded); `--start-cmd` is the user's own shell text, but every
+//! value put into its `{placeholders}` is quoted first.
+
+use bg_core::quote;
+
+/// Detaches the app from our SSH session (or local process group) and
+/// returns at once with its pid on stdout.
+///
+/// `$1` directory to run in, `$2` log file, `$3` pid file, `$4` count N of
+/// `KEY=VALUE` words that follow, then the app's argv. `setsid` gives the app
+/// its own session (no SIGHUP when ours ends; Jenkins' process-tree killer
+/// follows BUILD_ID / JENKINS_NODE_COOKIE, which are dropped); `nohup` is the
+/// fallback where util-linux is missing. All three standard streams are
+/// redirected, so the SSH channel closes as soon as this script exits.
+pub const START_SCRIPT: &str = r#"# start the app, detached
+dir=$1 log=$2 pidfile=$3 n=$4
+shift 4
+unset BUILD_ID JENKINS_NODE_COOKIE JENKINS_SERVER_COOKIE
+while [ "$n" -gt 0 ]; do export "$1" || exit 2; shift; n=$((n - 1)); done
+cd -- "$dir" || exit 1
+printf '=== %s bg-ship: starting the app\n' "$(date '+%Y-%m-%d %H:%M:%S %z')" >> "$log" || exit 1
+if command -v setsid >/dev/null 2>&1; then
+  setsid nohup "$@" </dev/null >>"$log" 2>&1 &
+else
+  nohup "$@" </dev/null >>"$log" 2>&1 &
+fi
+pid=$!
+printf '%s\n' "$pid" > "$pidfile" || exit 1
+printf '%s\n' "$pid"
+"#;
+
+/// `KEY=VALUE` for `--env`: KEY a shell variable name, VALUE anything.
+pub fn parse_env(value: &str) -> Result<(String, String), String> {
+    let Some((key, val)) = value.split_once('=') else {
+        return Err(format!("{value:?} is not KEY=VALUE"));
+    };
+    let mut chars = key.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "{key:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok((key.to_string(), val.to_string()))
+}
+
+/// `--java-opts` as words; `None` when its quotes are unbalanced.
+pub fn split_java_opts(opts: Option<&str>) -> Option<Vec<String>> {
+    match opts {
+        None => Some(Vec::new()),
+        Some(text) => quote::split(text),
+    }
+}
+
+/// What the app is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub port: u16,
+    pub artifact: String,
+    pub profile: Option<String>,
+    pub java_opts: Vec<String>,
+    pub deploy_path: String,
+}
+
+impl Launch {
+    /// `java <java-opts> -Dserver.port=PORT [-Dspring.profiles.active=PROFILE] -jar ARTIFACT`.
+    pub fn java_argv(&self, java: &str) -> Vec<String> {
+        let mut argv = vec![java.to_string()];
+        argv.extend(self.java_opts.iter().cloned());
+        argv.push(format!("-Dserver.port={}", self.port));
+        if let Some(profile) = &self.profile {
+            argv.push(format!("-Dspring.profiles.active={profile}"));
+        }
+        argv.push("-jar".to_string());
+        argv.push(self.artifact.clone());
+        argv
+    }
+
+    /// Fills a `--start-cmd` template. Each placeholder becomes one quoted
+    /// shell word (`{java_opts}` one quoted word per option); `{{` and `}}`
+    /// are literal braces. An unknown placeholder is an error.
+    pub fn fill(&self, template: &str) -> Result<String, String> {
+        let quoted = |value: &str| quote::quote(value).map_err(|e| e.to_string());
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(at) = rest.find(['{', '}']) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if let Some(after) = tail.strip_prefix("{{") {
+                out.push('{');
+                rest = after;
+                continue;
+            }
+            if let Some(after) = tail.strip_prefix("}}") {
+                out.push('}');
+                rest = after;
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err("a lone `}` (write `}}` for a literal brace)".to_string());
+            }
+            let Some(end) = tail.find('}') else {
+                return Err("a `{` without its `}` (write `{{` for a literal brace)".to_string());
+            };
+            let name = &tail[1..end];
+            let value = match name {
+                "port" => self.port.to_string(),
+                "artifact" => quoted(&self.artifact)?,
+                "profile" => quoted(self.profile.as_deref().unwrap_or(""))?,
+                "deploy_path" => quoted(&self.deploy_path)?,
+                "java_opts" => quote::join(&self.java_opts).map_err(|e| e.to_string())?,
+                other => {
+                    return Err(format!(
+                        "unknown placeholder {{{other}}} (known: {{port}} {{artifact}} {{profile}} {{java_opts}} {{deploy_path}})"
+                    ));
+                }
+            };
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// The script's arguments after the fixed ones: `N`, the env words, the argv.
+pub fn start_args(
+    dir: &str,
+    log: &str,
+    pid_file: &str,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Vec<String> {
+    let mut args = vec![
+        dir.to_string(),
+        log.to_string(),
+        pid_file.to_string(),
+        env.len().to_string(),
+    ];
+    args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    args.extend(argv.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch() -> Launch {
+        Launch {
+            port: 8001,
+            artifact: "/srv/app/my app-1.0.jar".into(),
+            profile: Some("dev".into()),
+            java_opts: vec!["-Xmx1g".into(), "-Dname=a b".into()],
+            deploy_path: "/srv/app".into(),
+        }
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(
+            parse_env("SPRING_DATASOURCE_URL=jdbc:x=y").unwrap(),
+            ("SPRING_DATASOURCE_URL".into(), "jdbc:x=y".into())
+        );
+        assert_eq!(parse_env("_X=").unwrap(), ("_X".into(), "".into()));
+        assert_eq!(
+            parse_env("A=$(id) 'q'\nz").unwrap().1,
+            "$(id) 'q'\nz".to_string()
+        );
+        for bad in ["NOVALUE", "=x", "1A=x", "A-B=x", "A B=x", "$(id)=x"] {
+            assert!(parse_env(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn java_opts_split_like_a_shell() {
+        assert_eq!(
+            split_java_opts(Some(r#"-Xms4096m -Dname="a b" -Dx='$(id)'"#)).unwrap(),
+            vec!["-Xms4096m", "-Dname=a b", "-Dx=$(id)"]
+        );
+        assert_eq!(split_java_opts(None).unwrap(), Vec::<String>::new());
+        assert_eq!(split_java_opts(Some("-Dx='open")), None);
+    }
+
+    #[test]
+    fn java_command_line() {
+        assert_eq!(
+            launch().java_argv("java"),
+            vec![
+                "java",
+                "-Xmx1g",
+                "-Dname=a b",
+                "-Dserver.port=8001",
+                "-Dspring.profiles.active=dev",
+                "-jar",
+                "/srv/app/my app-1.0.jar"
+            ]
+        );
+        let plain = Launch {
+            profile: None,
+            java_opts: vec![],
+            ..launch()
+        };
+        assert_eq!(
+            plain.java_argv("/opt/jdk/bin/java"),
+            vec![
+                "/opt/jdk/bin/java",
+                "-Dserver.port=8001",
+                "-jar",
+                "/srv/app/my app-1.0.jar"
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_quote_every_value() {
+        assert_eq!(
+            launch()
+                .fill("exec java {java_opts} -Dserver.port={port} -jar {artifact} --spring.profiles.active={profile}")
+                .unwrap(),
+            "exec java -Xmx1g '-Dname=a b' -Dserver.port=8001 -jar '/srv/app/my app-1.0.jar' --spring.profiles.active=dev"
+        );
+        assert_eq!(
+            launch().fill("cd {deploy_path} && echo {{x}}").unwrap(),
+            "cd /srv/app && echo {x}"
+        );
+        let hostile = Launch {
+            artifact: "/a/$(touch pwned)'\n.jar".into(),
+            ..launch()
+        };
+        let line = hostile.fill("ls {artifact}").unwrap();
+        assert_eq!(
+            bg_core::quote::split(&line).unwrap(),
+            vec!["ls", "/a/$(touch pwned)'\n.jar"]
+        );
+        for bad in ["{nope}", "{port", "port}", "{}"] {
+            assert!(launch().fill(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn start_arguments_count_the_env_words() {
+        let args = start_args(
+            "/d",
+            "/d/app.log",
+            "/d/app-1.pid",
+            &[("A".into(), "1".into())],
+            &["java".into(), "-jar".into()],
+        );
+        assert_eq!(
+            args,
+            vec![
+                "/d",
+                "/d/app.log",
+                "/d/app-1.pid",
+                "1",
+                "A=1",
+                "java",
+                "-jar"
+            ]
+        );
+    }
+}

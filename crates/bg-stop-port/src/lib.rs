@@ -1,0 +1,373 @@
+//! `bg-stop-port`: stops whatever listens on a port and returns only when
+//! the port is free.
+//!
+//! Replaces the seed's `fuser -s -k PORT/tcp` and its sleep loop, which sent
+//! SIGKILL at once (no graceful shutdown), needed fuser on the host, never
+//! failed when the port stayed busy, and would have killed the active port as
+//! readily as the backup.
+
+use std::time::{Duration, Instant};
+
+use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
+use bg_core::host::{Host, holder_description};
+use bg_core::{Cmd, Code, Failure, HostError, Report};
+use clap::Parser;
+
+pub use bg_core::listeners::{Found, Listener, describe, find, is_listening};
+
+/// Stop whatever listens on a port, gracefully first, and wait until the port is free.
+///
+/// Sends --signal (TERM) to every process listening on PORT (IPv4 and IPv6),
+/// waits up to --grace for them to let go of it, then sends KILL, and exits 0
+/// only when nothing listens on PORT any more. Nothing listening is success.
+#[derive(Debug, Parser)]
+#[command(name = "bg-stop-port", version, max_term_width = 100)]
+pub struct Cli {
+    /// The port to free
+    #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT")]
+    pub port: u16,
+
+    /// Never stop this port (the active one): asking to is exit 3, nothing signalled. Repeatable
+    #[arg(long = "protect-port", env = "BG_PROTECT_PORT", value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    pub protect_ports: Vec<u16>,
+
+    /// First signal: TERM, INT, HUP, QUIT, USR1, USR2 or KILL (a SIG prefix or number is fine)
+    #[arg(long, env = "BG_SIGNAL", default_value = "TERM", value_parser = parse_signal, value_name = "SIGNAL")]
+    pub signal: String,
+
+    /// How long to wait after the first signal before sending KILL
+    #[arg(long, env = "BG_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
+
+    /// How long in all before giving up with exit 1 (the port still busy)
+    #[arg(long, env = "BG_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Show what would be stopped; signal nothing
+    #[arg(long, env = "BG_DRY_RUN")]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Why the port could not be freed.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(
+        "port {port} is protected (--protect-port): it is the active port; nothing was signalled"
+    )]
+    Protected { port: u16 },
+
+    #[error(
+        "port {port} is held by {hidden} socket(s) of a process this user cannot see (another user's); nothing was signalled"
+    )]
+    Hidden { port: u16, hidden: usize },
+
+    #[error("port {port} is still busy after {}: {}", humantime::format_duration(*after), describe(listeners))]
+    StillBusy {
+        port: u16,
+        listeners: Vec<Listener>,
+        after: Duration,
+    },
+}
+
+impl Failure for StopError {
+    fn code(&self) -> Code {
+        match self {
+            StopError::Protected { .. } => Code::Unsafe,
+            StopError::Hidden { .. } | StopError::StillBusy { .. } => Code::Failed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            StopError::Protected { .. } => {
+                "stop the other port (bg-detect-port prints it), or switch traffic away first with bg-switch".to_string()
+            }
+            StopError::Hidden { .. } => {
+                "run with --sudo (sudo -n must be allowed for this user) or as the app's user".to_string()
+            }
+            StopError::StillBusy { .. } => {
+                "check what restarts it (systemd, supervisord, docker) and stop that; raise --timeout if shutdown is just slow".to_string()
+            }
+        })
+    }
+}
+
+/// `TERM`, `SIGTERM`, `term`, `15` → `TERM`.
+pub fn parse_signal(value: &str) -> Result<String, String> {
+    let upper = value.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let name = match name {
+        "1" => "HUP",
+        "2" => "INT",
+        "3" => "QUIT",
+        "9" => "KILL",
+        "10" => "USR1",
+        "12" => "USR2",
+        "15" => "TERM",
+        other => other,
+    };
+    match name {
+        "HUP" | "INT" | "QUIT" | "KILL" | "USR1" | "USR2" | "TERM" => Ok(name.to_string()),
+        _ => Err(format!(
+            "{value:?} is not a signal this tool sends (TERM, INT, HUP, QUIT, USR1, USR2, KILL)"
+        )),
+    }
+}
+
+/// How often the port is looked at while we wait.
+const POLL: Duration = Duration::from_millis(100);
+
+/// After a KILL, the least time we give the kernel to close the sockets.
+const AFTER_KILL: Duration = Duration::from_secs(2);
+
+const KILL_SCRIPT: &str = r#"# send a signal
+sig=$1; shift
+kill -s "$sig" "$@"
+"#;
+
+impl bg_core::Tool for Cli {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    fn run(self) -> bg_core::Result<Report> {
+        let port = self.port;
+        // Before we even connect: a protected port is never touched.
+        if self.protect_ports.contains(&port) {
+            return Err(StopError::Protected { port }.into());
+        }
+        let host = self.host.connect()?;
+        let host = host.as_ref();
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(host.lock(
+                &self.lock.path("port", &port.to_string()),
+                self.lock.lock_timeout,
+                &holder_description("bg-stop-port"),
+            )?)
+        };
+
+        let found = find(host, port)?;
+        if found.sockets == 0 {
+            bg_core::log::info(&format!(
+                "nothing listens on port {port} on {}",
+                host.name()
+            ));
+            return Ok(report(port, &[], &self.signal, false, "nothing listens on"));
+        }
+        if found.hidden > 0 || found.listeners.is_empty() {
+            if !found.listeners.is_empty() {
+                bg_core::log::warn(&format!(
+                    "visible on port {port}: {}",
+                    describe(&found.listeners)
+                ));
+            }
+            return Err(StopError::Hidden {
+                port,
+                hidden: found.hidden.max(1),
+            }
+            .into());
+        }
+        if self.dry_run {
+            bg_core::log::info(&format!(
+                "dry run: would send SIG{} to {} on {}",
+                self.signal,
+                describe(&found.listeners),
+                host.name()
+            ));
+            return Ok(report(
+                port,
+                &found.listeners,
+                &self.signal,
+                false,
+                "would stop",
+            ));
+        }
+
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        bg_core::log::info(&format!(
+            "sending SIG{} to {} (port {port} on {})",
+            self.signal,
+            describe(&found.listeners),
+            host.name()
+        ));
+        signal(host, &self.signal, &found.pids())?;
+        let grace_end = start + self.grace.min(self.timeout);
+        let mut killed = self.signal == "KILL";
+        if !wait_free(host, port, grace_end)? && !killed {
+            let now = find(host, port)?;
+            let mut pids = found.pids();
+            for pid in now.pids() {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+            bg_core::log::info(&format!(
+                "port {port} still busy after {}; sending SIGKILL to {}",
+                humantime::format_duration(self.grace.min(self.timeout)),
+                describe(&now.listeners)
+            ));
+            signal(host, "KILL", &pids)?;
+            killed = true;
+        }
+        if !wait_free(host, port, deadline.max(Instant::now() + AFTER_KILL))? {
+            let left = find(host, port)?;
+            return Err(StopError::StillBusy {
+                port,
+                listeners: left.listeners,
+                after: start.elapsed(),
+            }
+            .into());
+        }
+        bg_core::log::info(&format!(
+            "port {port} is free after {}",
+            humantime::format_duration(Duration::from_millis(start.elapsed().as_millis() as u64))
+        ));
+        Ok(report(
+            port,
+            &found.listeners,
+            &self.signal,
+            killed,
+            "stopped",
+        ))
+    }
+}
+
+fn report(port: u16, listeners: &[Listener], signal: &str, killed: bool, verb: &str) -> Report {
+    let text = if listeners.is_empty() {
+        format!("{verb} port {port}")
+    } else {
+        format!("{verb} {} on port {port}", describe(listeners))
+    };
+    Report::new(text)
+        .field("PORT", port)
+        .field(
+            "STOPPED_PIDS",
+            listeners.iter().map(|l| l.pid).collect::<Vec<_>>(),
+        )
+        .field(
+            "STOPPED_NAMES",
+            listeners.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
+        )
+        .field("SIGNAL", signal)
+        .field("KILLED", killed)
+}
+
+/// Sends `sig` to `pids`; a process that is already gone is not an error,
+/// one we may not signal is (its own error, with its own hint: --sudo).
+fn signal(host: &dyn Host, sig: &str, pids: &[u32]) -> Result<(), HostError> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec![sig.to_string()];
+    args.extend(pids.iter().map(u32::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = Cmd::script(KILL_SCRIPT, &args).privileged(true);
+    let output = host.run(&cmd)?;
+    if output.success() {
+        return Ok(());
+    }
+    let stderr = output.stderr_text();
+    let only_gone = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|l| l.contains("No such process"));
+    if only_gone && output.signal.is_none() {
+        return Ok(());
+    }
+    host.check(&cmd, output).map(drop)
+}
+
+/// Polls until nothing listens on `port` (`true`) or `until` passes (`false`).
+fn wait_free(host: &dyn Host, port: u16, until: Instant) -> Result<bool, HostError> {
+    loop {
+        if !is_listening(host, port)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        std::thread::sleep(POLL.min(until - now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        for (given, name) in [
+            ("TERM", "TERM"),
+            ("sigterm", "TERM"),
+            ("SIGKILL", "KILL"),
+            ("15", "TERM"),
+            ("9", "KILL"),
+            ("hup", "HUP"),
+            (" INT ", "INT"),
+        ] {
+            assert_eq!(parse_signal(given).unwrap(), name, "{given}");
+        }
+        for bad in ["", "STOP", "SIG", "99", "TERM; rm -rf /"] {
+            assert!(parse_signal(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn protected_is_exit_3_and_busy_is_exit_1() {
+        assert_eq!(StopError::Protected { port: 8000 }.code(), Code::Unsafe);
+        let busy = StopError::StillBusy {
+            port: 8001,
+            listeners: vec![Listener {
+                pid: 42,
+                name: "java".into(),
+            }],
+            after: Duration::from_secs(60),
+        };
+        assert_eq!(busy.code(), Code::Failed);
+        assert_eq!(
+            busy.to_string(),
+            "port 8001 is still busy after 1m: pid 42 (java)"
+        );
+        assert!(
+            StopError::Hidden { port: 1, hidden: 1 }
+                .hint()
+                .unwrap()
+                .contains("--sudo")
+        );
+    }
+
+    #[test]
+    fn reports_list_pids_for_env() {
+        let listeners = [
+            Listener {
+                pid: 12,
+                name: "java".into(),
+            },
+            Listener {
+                pid: 34,
+                name: "java".into(),
+            },
+        ];
+        let env = report(8001, &listeners, "TERM", true, "stopped").render(bg_core::Format::Env);
+        assert!(env.contains("BG_STOPPED_PIDS='12 34'\n"), "{env}");
+        let none = report(8001, &[], "TERM", false, "nothing listens on");
+        assert!(
+            none.render(bg_core::Format::Env)
+                .contains("BG_STOPPED_PIDS=\n")
+        );
+        assert_eq!(none.text, "nothing listens on port 8001");
+    }
+}

@@ -1,0 +1,241 @@
+//! bg-healthcheck against the stand-in JVM app; --watch-pid and --log-file
+//! both locally and over a real sshd.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bg_deploy_tests::{App, Bin, Sshd, free_port};
+
+fn check(port: u16, path: &str) -> Bin {
+    Bin::new("bg-healthcheck").args(["--url", &format!("http://127.0.0.1:{port}{path}")])
+}
+
+#[test]
+fn a_healthy_app_passes_with_successes_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _app = App::start_ready(port, &[], &dir.path().join("app.log"));
+    let run = check(port, "/actuator/health")
+        .args(["--expect-body", r#""status"\s*:\s*"UP""#])
+        .args(["--successes", "2", "--interval", "100ms", "--format", "env"])
+        .run();
+    run.code(0);
+    assert!(run.stdout.contains("BG_ATTEMPTS=2\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("BG_HEALTHY_AFTER_MS="),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_503_app_fails_at_the_deadline_with_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _app = App::start_ready(
+        port,
+        &[("app.unhealthy", "true")],
+        &dir.path().join("app.log"),
+    );
+    let started = Instant::now();
+    let run = check(port, "/actuator/health")
+        .args(["--timeout", "2s", "--interval", "200ms"])
+        .run();
+    run.code(1);
+    assert!(started.elapsed() >= Duration::from_secs(2), "gave up early");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not stop at the deadline"
+    );
+    let line = run.error_line();
+    assert!(line.contains("status 503"), "{line}");
+    assert!(line.contains(r#"{"status":"DOWN"}"#), "{line}");
+}
+
+#[test]
+fn a_wrong_body_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _app = App::start_ready(
+        port,
+        &[("app.version", "1.0.0")],
+        &dir.path().join("app.log"),
+    );
+    let run = check(port, "/version")
+        .args([
+            "--expect-body",
+            r"^2\.0\.0",
+            "--timeout",
+            "1s",
+            "--interval",
+            "200ms",
+        ])
+        .run();
+    run.code(1);
+    assert!(
+        run.error_line().contains("status 200, body 1.0.0"),
+        "{}",
+        run.stderr
+    );
+    // The right body passes.
+    check(port, "/version")
+        .args(["--expect-body", r"^1\.0\.0", "--timeout", "5s"])
+        .run()
+        .code(0);
+}
+
+#[test]
+fn a_slow_starter_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _app = App::start(
+        port,
+        &[("app.startDelay", "1500")],
+        &dir.path().join("app.log"),
+    );
+    let run = check(port, "/actuator/health")
+        .args([
+            "--timeout",
+            "60s",
+            "--interval",
+            "200ms",
+            "--format",
+            "json",
+        ])
+        .run();
+    run.code(0);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(json["attempts"].as_u64().unwrap() > 1, "{json}");
+    assert!(json["healthy_after_ms"].as_u64().unwrap() >= 1000, "{json}");
+    assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
+}
+
+fn crash_with_watch_pid(host_args: &[String], dir: &Path) {
+    let port = free_port();
+    let log = dir.join("app.log");
+    let mut app = App::start(port, &[("app.crash", "true")], &log);
+    // A zombie until we reap it: it must count as dead all the same.
+    assert!(app.wait_exit(Duration::from_secs(30)).is_some());
+    let started = Instant::now();
+    let run = check(port, "/actuator/health")
+        .args(["--watch-pid", &app.pid().to_string()])
+        .args(["--log-file", log.to_str().unwrap()])
+        .args(["--timeout", "120s"])
+        .args(host_args)
+        .run();
+    run.code(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "not at once");
+    assert!(
+        run.stderr.contains("APPLICATION FAILED TO START"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.error_line().contains("died"), "{}", run.stderr);
+}
+
+#[test]
+fn a_crash_is_seen_at_once_with_watch_pid_local() {
+    let dir = tempfile::tempdir().unwrap();
+    crash_with_watch_pid(&[], dir.path());
+}
+
+#[test]
+fn a_crash_is_seen_at_once_with_watch_pid_ssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    crash_with_watch_pid(&sshd.host_args(), dir.path());
+}
+
+#[test]
+fn a_crash_during_startup_is_seen_without_waiting_for_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("app.log");
+    // The check starts polling while the JVM is still starting, then it crashes.
+    let mut app = App::start(port, &[("app.crash", "true")], &log);
+    let pid = app.pid().to_string();
+    let started = Instant::now();
+    let run = check(port, "/")
+        .args(["--watch-pid", &pid, "--log-file", log.to_str().unwrap()])
+        .args(["--interval", "200ms", "--timeout", "120s"])
+        .run();
+    run.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited for the timeout"
+    );
+    assert!(
+        run.stderr.contains("APPLICATION FAILED TO START"),
+        "{}",
+        run.stderr
+    );
+    assert!(app.wait_exit(Duration::from_secs(5)).is_some());
+}
+
+#[test]
+fn unhealthy_at_the_deadline_shows_the_log_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("app.log");
+    let _app = App::start_ready(port, &[("app.unhealthy", "true")], &log);
+    let run = check(port, "/actuator/health")
+        .args(["--log-file", log.to_str().unwrap()])
+        .args(["--timeout", "500ms", "--interval", "100ms"])
+        .run();
+    run.code(1);
+    assert!(
+        run.stderr.contains("Tomcat started on port"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn proxies_in_the_environment_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _app = App::start_ready(port, &[], &dir.path().join("app.log"));
+    let mut bin = check(port, "/actuator/health").args(["--timeout", "5s"]);
+    for key in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+        bin = bin.env(key, "http://127.0.0.1:9");
+    }
+    bin.env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .run()
+        .code(0);
+}
+
+#[test]
+fn nothing_listening_fails_as_connection_refused() {
+    let run = check(free_port(), "/")
+        .args(["--timeout", "500ms", "--interval", "100ms"])
+        .run();
+    run.code(1);
+    assert!(
+        run.error_line().contains("connection refused"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2() {
+    for args in [
+        &["--url", "https://example.com/"][..],
+        &["--url", "127.0.0.1:8000"][..],
+        &["--url", "http://127.0.0.1/", "--expect-status", "2xx"][..],
+        &["--url", "http://127.0.0.1/", "--expect-body", "(unclosed"][..],
+        &["--url", "http://127.0.0.1/", "--timeout", "soon"][..],
+    ] {
+        let run = Bin::new("bg-healthcheck").args(args).run();
+        run.code(2);
+        run.error_line();
+    }
+}
+
+#[test]
+fn help_is_stable() {
+    let run = Bin::new("bg-healthcheck").arg("--help").run();
+    run.code(0);
+    insta::assert_snapshot!(run.stdout);
+}

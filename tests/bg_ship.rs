@@ -1,0 +1,440 @@
+//! bg-ship against a real JVM, locally and over a real sshd (on loopback, so
+//! the "remote" files and processes are visible to the test directly).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bg_deploy_tests::{Bin, Run, Sshd, app_jar, free_port, http_get, wait_for_port};
+
+/// Runs a scenario as `NAME::local` and `NAME::ssh`; it gets the host flags
+/// (none locally) and a temp dir.
+macro_rules! both_ways {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn local() {
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&[] as &[String], dir.path());
+            }
+
+            #[test]
+            fn ssh() {
+                let sshd = Sshd::start();
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&sshd.host_args(), dir.path());
+            }
+        }
+    };
+}
+
+/// JVM options that start the stand-in quickly.
+const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+
+/// Kills a started app when the test ends, whatever happened.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a pid we started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+fn ship(artifact: &Path, deploy: &Path, port: u16, dir: &Path, host_args: &[String]) -> Bin {
+    Bin::new("bg-ship")
+        .args(["--artifact", artifact.to_str().unwrap()])
+        .args(["--deploy-path", deploy.to_str().unwrap()])
+        .args(["--port", &port.to_string()])
+        .args(["--lock-dir", dir.to_str().unwrap()])
+        .args(host_args)
+}
+
+/// `BG_KEY=value` from `--format env` output, unquoted.
+fn env_value(run: &Run, key: &str) -> String {
+    let prefix = format!("{key}=");
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {}", run.stdout));
+    line.strip_prefix('\'')
+        .and_then(|l| l.strip_suffix('\''))
+        .map(|l| l.replace(r"'\''", "'"))
+        .unwrap_or_else(|| line.to_string())
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+/// Field 6 of /proc/PID/stat: the session id.
+fn session_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(") ").next().unwrap();
+    after.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+both_ways!(
+    a_shipped_app_keeps_running_after_the_session_ends,
+    |host_args: &[String], dir: &Path| {
+        let deploy = dir.join("deploy");
+        let port = free_port();
+        let run = ship(app_jar(), &deploy, port, dir, host_args)
+            .args(["--java-opts", &format!("{FAST} -Dapp.version=1.2.3")])
+            .args(["--profile", "dev", "--format", "env"])
+            .run();
+        run.code(0);
+        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
+        let _reap = Reap(pid);
+        // bg-ship (and its SSH session) ended; the app did not.
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "{}",
+            run.stderr
+        );
+        assert!(alive(pid));
+        assert_eq!(session_of(pid), pid, "the app is not in its own session");
+        assert_eq!(http_get(port, "/version").unwrap(), (200, "1.2.3\n".into()));
+        assert!(http_get(port, "/").unwrap().1.contains("profile=dev"));
+
+        let pid_file = deploy.join(format!("app-{port}.pid"));
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).unwrap().trim(),
+            pid.to_string()
+        );
+        assert_eq!(env_value(&run, "BG_PID_FILE"), pid_file.to_str().unwrap());
+        let log = deploy.join(format!("app-{port}.log"));
+        assert_eq!(env_value(&run, "BG_LOG_FILE"), log.to_str().unwrap());
+        let artifact = deploy.join("app.jar");
+        assert_eq!(
+            env_value(&run, "BG_REMOTE_ARTIFACT"),
+            artifact.to_str().unwrap()
+        );
+        assert_eq!(
+            std::fs::read(&artifact).unwrap(),
+            std::fs::read(app_jar()).unwrap()
+        );
+        assert!(!deploy.join(".app.jar.partial").exists());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("Started TestApp")
+        {
+            assert!(Instant::now() < deadline, "the log never said Started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(env_value(&run, "BG_SENT"), "true");
+
+        // The same jar again: not sent.
+        let again = ship(app_jar(), &deploy, port, dir, host_args)
+            .args(["--no-start", "--format", "env"])
+            .run();
+        again.code(0);
+        assert_eq!(env_value(&again, "BG_SENT"), "false");
+        assert!(
+            again.stderr.contains("not sending it again"),
+            "{}",
+            again.stderr
+        );
+        assert!(!again.stderr.contains("uploading"), "{}", again.stderr);
+    }
+);
+
+both_ways!(
+    a_crash_at_start_fails_with_the_log,
+    |host_args: &[String], dir: &Path| {
+        let deploy = dir.join("deploy");
+        let started = Instant::now();
+        let run = ship(app_jar(), &deploy, free_port(), dir, host_args)
+            .args(["--java-opts", &format!("{FAST} -Dapp.crash=true")])
+            .run();
+        run.code(1);
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(
+            run.stderr.contains("APPLICATION FAILED TO START"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.error_line().contains("exited within"), "{}", run.stderr);
+    }
+);
+
+/// Values that would run `touch` if any of them reached a shell unquoted.
+fn hostile(dir: &Path) -> (PathBuf, String) {
+    let pwned = dir.join("pwned");
+    let cmd = format!("$(touch {p}) `touch {p}`", p = pwned.display());
+    (pwned, cmd)
+}
+
+both_ways!(
+    hostile_values_are_never_executed,
+    |host_args: &[String], dir: &Path| {
+        let (pwned, cmd) = hostile(dir);
+        // File names cannot hold a `/`: theirs touch a relative name, looked
+        // for wherever a shell could have run it.
+        let name_cmd = "$(touch pwned-by-name) `touch pwned-by-name`";
+        let src = dir.join("src");
+        std::fs::create_dir(&src).unwrap();
+        let artifact = src.join(format!("app {name_cmd} 'q'.jar"));
+        std::fs::copy(app_jar(), &artifact).unwrap();
+        let deploy = dir.join(format!("deploy {cmd} \"dq\" 'sq'\nline"));
+        let version = format!("{cmd} \"v\" 'w'");
+        let env_val = format!("{cmd} 'a'\n\"b\";x");
+        let log_name = format!("log {name_cmd}\n'x'.log");
+        let port = free_port();
+        let run = ship(&artifact, &deploy, port, dir, host_args)
+            .args([
+                "--java-opts",
+                &format!(
+                    "{FAST} {}",
+                    bg_core::quote::quote(&format!("-Dapp.version={version}")).unwrap()
+                ),
+            ])
+            .args(["--env", &format!("HOSTILE={env_val}")])
+            .args(["--log-file", &log_name])
+            .args(["--format", "env"])
+            .current_dir(dir)
+            .run();
+        run.code(0);
+        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
+        let _reap = Reap(pid);
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "{}",
+            run.stderr
+        );
+        let (_, seen) = http_get(port, "/version").unwrap();
+        assert_eq!(seen.trim_end(), version);
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let want = format!("HOSTILE={env_val}");
+        assert!(
+            environ.split(|&b| b == 0).any(|kv| kv == want.as_bytes()),
+            "HOSTILE did not arrive intact"
+        );
+        assert!(deploy.join(&log_name).is_file());
+        assert!(deploy.join(artifact.file_name().unwrap()).is_file());
+        assert!(!pwned.exists(), "a value was executed");
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
+        for place in [dir, deploy.as_path(), Path::new(&home)] {
+            assert!(
+                !place.join("pwned-by-name").exists(),
+                "a file name was executed (in {})",
+                place.display()
+            );
+        }
+    }
+);
+
+both_ways!(
+    a_start_cmd_template_gets_quoted_values,
+    |host_args: &[String], dir: &Path| {
+        let (pwned, cmd) = hostile(dir);
+        let deploy = dir.join(format!("deploy {cmd}"));
+        let port = free_port();
+        let run = ship(app_jar(), &deploy, port, dir, host_args)
+            .args(["--java-opts", &format!("{FAST} -Dapp.version=tpl")])
+            .args(["--profile", &cmd])
+            .args([
+                "--start-cmd",
+                "cd {deploy_path} && exec java {java_opts} -Dserver.port={port} -Dspring.profiles.active={profile} -jar {artifact}",
+            ])
+            .args(["--format", "env"])
+            .run();
+        run.code(0);
+        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
+        let _reap = Reap(pid);
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "{}",
+            run.stderr
+        );
+        let (_, root) = http_get(port, "/").unwrap();
+        assert!(root.contains("version=tpl"), "{root}");
+        assert!(root.contains(&format!("profile={cmd}")), "{root}");
+        assert!(!pwned.exists(), "a value was executed");
+    }
+);
+
+both_ways!(
+    an_interrupted_upload_leaves_no_file_under_the_real_name,
+    |host_args: &[String], dir: &Path| {
+        let src = dir.join("src");
+        std::fs::create_dir(&src).unwrap();
+        let big = src.join("big.jar");
+        // Sparse: costs no disk here, and reads as fast as memory.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let deploy = dir.join("deploy");
+        let mut child = ship(&big, &deploy, free_port(), dir, host_args)
+            .arg("--no-start")
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let partial = deploy.join(".big.jar.partial");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "bg-ship ended before the upload was seen"
+            );
+            assert!(Instant::now() < deadline, "the upload never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL: nothing gets to clean up
+        child.wait().unwrap();
+        assert!(
+            !deploy.join("big.jar").exists(),
+            "a half upload is under the real name"
+        );
+    }
+);
+
+both_ways!(
+    keep_prunes_old_artifacts_but_not_a_running_one,
+    |host_args: &[String], dir: &Path| {
+        let src = dir.join("src");
+        std::fs::create_dir(&src).unwrap();
+        for n in 1..=3 {
+            std::fs::copy(app_jar(), src.join(format!("app-{n}.jar"))).unwrap();
+        }
+        let deploy = dir.join("deploy");
+        let port = free_port();
+        let first = ship(&src.join("app-1.jar"), &deploy, port, dir, host_args)
+            .args(["--java-opts", FAST, "--format", "env"])
+            .run();
+        first.code(0);
+        let _reap = Reap(env_value(&first, "BG_PID").parse().unwrap());
+        ship(&src.join("app-2.jar"), &deploy, free_port(), dir, host_args)
+            .arg("--no-start")
+            .run()
+            .code(0);
+        let third = ship(&src.join("app-3.jar"), &deploy, free_port(), dir, host_args)
+            .args(["--no-start", "--keep", "1", "--format", "env"])
+            .run();
+        third.code(0);
+        assert_eq!(env_value(&third, "BG_PRUNED"), "app-2.jar");
+        assert!(
+            deploy.join("app-1.jar").is_file(),
+            "the running jar was removed"
+        );
+        assert!(!deploy.join("app-2.jar").exists());
+        assert!(
+            deploy.join("app-3.jar").is_file(),
+            "the shipped jar was removed"
+        );
+    }
+);
+
+#[test]
+fn bad_input_is_exit_2_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = dir.path().join("deploy");
+    let jar = app_jar();
+    let cases: Vec<(PathBuf, Vec<&str>)> = vec![
+        (dir.path().join("missing.jar"), vec![]),
+        (dir.path().to_path_buf(), vec![]),
+        (jar.to_path_buf(), vec!["--env", "NOEQUALS"]),
+        (jar.to_path_buf(), vec!["--env", "1BAD=x"]),
+        (jar.to_path_buf(), vec!["--java-opts", "-Dx='unclosed"]),
+        (jar.to_path_buf(), vec!["--start-cmd", "java -jar {jar}"]),
+        (jar.to_path_buf(), vec!["--keep", "0"]),
+    ];
+    for (artifact, extra) in cases {
+        let run = ship(&artifact, &deploy, 8001, dir.path(), &[])
+            .args(extra)
+            .run();
+        run.code(2);
+        run.error_line();
+    }
+    let run = ship(jar, &deploy, 0, dir.path(), &[]).run();
+    run.code(2);
+    assert!(!deploy.exists());
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = dir.path().join("deploy");
+    let run = ship(app_jar(), &deploy, free_port(), dir.path(), &[])
+        .arg("--dry-run")
+        .run();
+    run.code(0);
+    assert!(run.stderr.contains("would upload"), "{}", run.stderr);
+    assert!(run.stderr.contains("would start"), "{}", run.stderr);
+    assert!(!deploy.exists());
+}
+
+#[test]
+fn progress_is_a_line_per_tenth_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.jar");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let run = ship(
+        &big,
+        &dir.path().join("deploy"),
+        free_port(),
+        dir.path(),
+        &[],
+    )
+    .arg("--no-start")
+    .run();
+    run.code(0);
+    let lines = run.stderr.lines().filter(|l| l.contains("% (")).count();
+    assert!((1..=10).contains(&lines), "{}", run.stderr);
+    assert!(run.stderr.contains("sent 100%"), "{}", run.stderr);
+    let quiet = ship(
+        &big,
+        &dir.path().join("deploy2"),
+        free_port(),
+        dir.path(),
+        &[],
+    )
+    .args(["--no-start", "-q"])
+    .run();
+    quiet.code(0);
+    assert_eq!(quiet.stderr, "");
+}
+
+#[test]
+fn help_is_stable() {
+    let run = Bin::new("bg-ship").arg("--help").run();
+    run.code(0);
+    insta::assert_snapshot!(run.stdout);
+}
+
+both_ways!(
+    a_taken_port_is_refused_before_anything_changes,
+    |host_args: &[String], dir: &Path| {
+        let port = free_port();
+        let mut old = bg_deploy_tests::App::start_ready(port, &[], &dir.join("old.log"));
+        let deploy = dir.join("deploy");
+        let run = ship(app_jar(), &deploy, port, dir, host_args)
+            .args(["--java-opts", FAST])
+            .run();
+        run.code(3);
+        let line = run.error_line();
+        assert!(
+            line.contains(&format!("pid {} (java)", old.pid())),
+            "{line}"
+        );
+        assert!(line.contains("bg-stop-port"), "{line}");
+        assert!(!deploy.exists(), "something changed");
+        assert_eq!(old.wait_exit(Duration::from_millis(100)), None);
+    }
+);

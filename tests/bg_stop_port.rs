@@ -1,0 +1,297 @@
+//! bg-stop-port against a real JVM, locally and over a real sshd.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bg_core::host::{Host, LocalHost};
+use bg_deploy_tests::{App, Bin, Sshd, app_jar, free_port, http_get, wait_for_port};
+
+/// Runs a scenario as `NAME::local` and `NAME::ssh`; it gets the host flags
+/// (none locally) and a temp dir.
+macro_rules! both_ways {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn local() {
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&[] as &[String], dir.path());
+            }
+
+            #[test]
+            fn ssh() {
+                let sshd = Sshd::start();
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&sshd.host_args(), dir.path());
+            }
+        }
+    };
+}
+
+fn stop(port: u16, dir: &Path, host_args: &[String]) -> Bin {
+    Bin::new("bg-stop-port")
+        .args(["--port", &port.to_string()])
+        .args(["--lock-dir", dir.to_str().unwrap()])
+        .args(host_args)
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+        .is_err()
+}
+
+both_ways!(
+    a_process_that_ignores_term_is_killed_after_the_grace,
+    |host_args: &[String], dir: &Path| {
+        let port = free_port();
+        let mut app = App::start_ready(port, &[("app.ignoreTerm", "true")], &dir.join("app.log"));
+        let started = Instant::now();
+        let run = stop(port, dir, host_args)
+            .args(["--grace", "1s", "--timeout", "30s", "--format", "env"])
+            .run();
+        run.code(0);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "KILL came before the grace ended"
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("BG_STOPPED_PIDS={}\n", app.pid())),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("BG_STOPPED_NAMES=java\n"));
+        assert!(run.stdout.contains("BG_KILLED=true\n"));
+        assert!(run.stderr.contains("SIGKILL"), "{}", run.stderr);
+        assert!(port_is_free(port), "exit 0 but the port is still busy");
+        assert_eq!(
+            app.wait_exit(Duration::from_secs(10)),
+            Some(-1),
+            "not killed by a signal"
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("app.log"))
+                .unwrap()
+                .contains("Ignoring SIGTERM"),
+            "TERM was not sent first"
+        );
+    }
+);
+
+#[test]
+fn a_graceful_app_stops_on_term_without_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut app = App::start_ready(
+        port,
+        &[("app.stopDelay", "300")],
+        &dir.path().join("app.log"),
+    );
+    let run = stop(port, dir.path(), &[]).args(["--format", "json"]).run();
+    run.code(0);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["stopped_pids"], serde_json::json!([app.pid()]));
+    assert_eq!(json["killed"], serde_json::json!(false));
+    assert!(port_is_free(port));
+    assert!(app.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(
+        std::fs::read_to_string(dir.path().join("app.log"))
+            .unwrap()
+            .contains("Stopping TestApp"),
+        "the app's shutdown hook did not run"
+    );
+}
+
+both_ways!(
+    the_protected_port_is_never_signalled,
+    |host_args: &[String], dir: &Path| {
+        let port = free_port();
+        let mut app = App::start_ready(port, &[], &dir.join("app.log"));
+        let run = stop(port, dir, host_args)
+            .args(["--protect-port", &port.to_string()])
+            .run();
+        run.code(3);
+        assert!(run.error_line().contains("protected"), "{}", run.stderr);
+        // Several protected ports, from the environment as Jenkins would set them.
+        let run = stop(port, dir, host_args)
+            .env("BG_PROTECT_PORT", format!("1,{port}"))
+            .run();
+        run.code(3);
+        assert_eq!(
+            app.wait_exit(Duration::from_millis(300)),
+            None,
+            "the app died"
+        );
+        assert_eq!(http_get(port, "/actuator/health").map(|a| a.0), Some(200));
+        assert!(
+            !std::fs::read_to_string(dir.join("app.log"))
+                .unwrap()
+                .contains("Stopping"),
+            "the protected app was signalled"
+        );
+    }
+);
+
+both_ways!(
+    nothing_listening_is_success,
+    |host_args: &[String], dir: &Path| {
+        let port = free_port();
+        let run = stop(port, dir, host_args).args(["--format", "env"]).run();
+        run.code(0);
+        assert!(run.stdout.contains("BG_STOPPED_PIDS=\n"), "{}", run.stdout);
+    }
+);
+
+/// /proc/net/tcp6 as well as tcp: an app bound to ::1 only is found and stopped.
+#[test]
+fn an_ipv6_only_listener_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut app = App::start(
+        port,
+        &[("server.address", "::1")],
+        &dir.path().join("app.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    while std::net::TcpStream::connect_timeout(&v6, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the app never listened on [::1]:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = stop(port, dir.path(), &[]).args(["--format", "env"]).run();
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("BG_STOPPED_PIDS={}\n", app.pid())),
+        "{}",
+        run.stdout
+    );
+    assert!(app.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(std::net::TcpStream::connect_timeout(&v6, Duration::from_millis(500)).is_err());
+}
+
+/// Another user's process: its sockets are listed in /proc/net/tcp, its fds
+/// are not readable. Run as `nobody` against root's app (needs root and
+/// runuser; elsewhere the test says so and passes without running).
+#[test]
+fn another_users_process_is_a_clear_error_that_suggests_sudo() {
+    let runuser = Path::new("/usr/sbin/runuser");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !runuser.exists() {
+        eprintln!("skipped: needs root and runuser to act as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let mut app = App::start_ready(port, &[], &dir.path().join("app.log"));
+    let output = std::process::Command::new(runuser)
+        .args(["-u", "nobody", "--"])
+        .arg(bg_deploy_tests::bin_path("bg-stop-port"))
+        .args(["--port", &port.to_string(), "--lock-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.contains("cannot see"), "{stderr}");
+    assert!(last.contains("--sudo"), "{stderr}");
+    assert_eq!(
+        app.wait_exit(Duration::from_millis(300)),
+        None,
+        "the app was stopped"
+    );
+}
+
+#[test]
+fn a_dry_run_signals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut app = App::start_ready(port, &[], &dir.path().join("app.log"));
+    let run = stop(port, dir.path(), &[]).arg("--dry-run").run();
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("would stop pid {} (java)", app.pid())),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(app.wait_exit(Duration::from_millis(300)), None);
+    assert!(wait_for_port(port, Duration::from_secs(1)));
+}
+
+#[test]
+fn bad_input_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--port", "0"][..],
+        &["--port", "65536"][..],
+        &["--port", "8001", "--signal", "STOP"][..],
+        &["--port", "8001", "--grace", "soon"][..],
+    ] {
+        let run = Bin::new("bg-stop-port")
+            .args(args)
+            .args(["--lock-dir", dir.path().to_str().unwrap()])
+            .run();
+        run.code(2);
+        run.error_line();
+    }
+}
+
+/// bg-ship and bg-stop-port take the same lock per port: one waits for the other.
+#[test]
+fn a_held_port_lock_is_exit_5_for_both_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let lock_path = dir.path().join(format!("bg-port-{port}.lock"));
+    let _held = LocalHost::new(false)
+        .lock(
+            lock_path.to_str().unwrap(),
+            Duration::from_secs(5),
+            "the other deploy",
+        )
+        .unwrap();
+    let run = stop(port, dir.path(), &[])
+        .args(["--lock-timeout", "200ms"])
+        .run();
+    run.code(5);
+    assert!(
+        run.error_line().contains("the other deploy"),
+        "{}",
+        run.stderr
+    );
+    let run = Bin::new("bg-ship")
+        .args(["--artifact", app_jar().to_str().unwrap()])
+        .args(["--deploy-path", dir.path().join("d").to_str().unwrap()])
+        .args(["--port", &port.to_string(), "--no-start"])
+        .args([
+            "--lock-dir",
+            dir.path().to_str().unwrap(),
+            "--lock-timeout",
+            "200ms",
+        ])
+        .run();
+    run.code(5);
+    assert!(
+        run.error_line().contains("the other deploy"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !dir.path().join("d").exists(),
+        "bg-ship changed something while busy"
+    );
+}
+
+#[test]
+fn help_is_stable() {
+    let run = Bin::new("bg-stop-port").arg("--help").run();
+    run.code(0);
+    insta::assert_snapshot!(run.stdout);
+}
