@@ -106,10 +106,28 @@ fn one_line(text: &str) -> String {
 }
 
 /// Who is deploying, for locks and history: `BG_ACTOR`, else Jenkins'
-/// `BUILD_TAG`, else `$USER`.
+/// `BUILD_TAG`, else `$USER` (`$LOGNAME`), else the name of our user id.
 pub fn actor() -> String {
-    ["BG_ACTOR", "BUILD_TAG", "USER"]
+    ["BG_ACTOR", "BUILD_TAG", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(user_name)
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The login name of the effective user, from the password database.
+fn user_name() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy
+    // the name out at once and nothing else in this process calls it concurrently
+    // in a way that matters for a best-effort name.
+    unsafe {
+        let entry = libc::getpwuid(libc::geteuid());
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*entry).pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    }
 }

@@ -1,0 +1,57 @@
+//! README's first command, `bash tests/demo.sh`, run as a newcomer would:
+//! a whole local blue/green deploy through the six binaries.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_deploys_v2_and_cleans_up() {
+    let bin = bg_deploy_tests::bin_path("bg-switch")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/demo.sh"))
+        .env("BG_DEMO_BIN", &bin)
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "demo failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    let before = stdout
+        .find("nginx serves: version=1.0.0")
+        .expect("v1 served before");
+    let after = stdout
+        .find("nginx serves: version=2.0.0")
+        .expect("v2 served after");
+    assert!(before < after);
+    assert!(
+        stdout.contains("the backup still runs: version=1.0.0"),
+        "{stdout}"
+    );
+    for stage in [
+        "1/6 Get Version",
+        "2/6 Detect Port",
+        "3/6 Stop Port",
+        "4/6 Deploy",
+        "5/6 Health Check",
+        "6/6 Switch",
+    ] {
+        assert!(stdout.contains(stage), "stage {stage} missing:\n{stdout}");
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left files behind: {left:?}");
+    let still_running = Command::new("pgrep")
+        .args(["-f", &tmp.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        still_running.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&still_running.stdout)
+    );
+}
