@@ -109,6 +109,7 @@ site "$green" "$blue" > "$work/nginx/sites-available/demo_$green"
 ln -s "$work/nginx/sites-available/demo_$blue" "$work/nginx/sites-enabled/demo_$blue"
 nginx=("$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log")
 "${nginx[@]}"
+for _ in $(seq 200); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done  # the daemon writes it after forking
 java -Dserver.port="$blue" -Dapp.version=1.0.0 -jar "$work/project/build/libs/demo-2.0.0.jar" > "$work/v1.log" 2>&1 &
 echo $! > "$work/v1.pid"
 bg-healthcheck -q --url "http://127.0.0.1:$blue/actuator/health" --timeout 60s --interval 100ms > /dev/null

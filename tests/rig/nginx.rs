@@ -103,7 +103,17 @@ impl Nginx {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("cannot start nginx");
+            // nginx listens before it writes its pid file, and `nginx -s reload`
+            // reads that file: ready means both.
             if wait_for_port(self.status_port, Duration::from_secs(10)) {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while self.pid() != Some(child.id()) {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "nginx never wrote its pid file"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 self.child = Some(child);
                 return;
             }
