@@ -444,7 +444,23 @@ binding.setVariable('pipeline', { Closure body ->
     body.delegate = spec
     body.resolveStrategy = Closure.DELEGATE_FIRST
     body()
-    if (parseOnly) return
+    if (parseOnly) {
+        // The structure, without running anything: every stage has steps.
+        if (!spec.stagesBlock) throw new StepFailure('the pipeline has no stages')
+        def stages = new StagesSpec()
+        spec.stagesBlock.delegate = stages
+        spec.stagesBlock.resolveStrategy = Closure.DELEGATE_FIRST
+        spec.stagesBlock()
+        stages.stages.each { s ->
+            def stage = new StageSpec()
+            s[1].delegate = stage
+            s[1].resolveStrategy = Closure.DELEGATE_FIRST
+            s[1]()
+            if (!stage.stepsBlock) throw new StepFailure("stage '${s[0]}' has no steps")
+        }
+        log("stages: ${stages.stages.collect { it[0] }.join(', ')}")
+        return
+    }
     log('[Pipeline] Start of Pipeline')
     if (spec.optionsBlock) {
         def options = new OptionsSpec()
@@ -496,6 +512,7 @@ try {
 } catch (StepFailure e) {
     log("ERROR: ${e.message}")
     build.result = 'FAILURE'
+    if (parseOnly) System.exit(1)
 }
 if (parseOnly) {
     log("${jenkinsfile}: parsed, a declarative pipeline")
