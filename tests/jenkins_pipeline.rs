@@ -8,14 +8,16 @@
 
 mod nginx_site;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{Sshd, bin_path, http_get};
+use bg_deploy_tests::{ClosedPort, Sshd, bin_path, http_get};
 use nginx_site::{Site, Via};
 use tempfile::TempDir;
 
@@ -63,6 +65,7 @@ const DEPLOY_ONLY: &[&str] = &[
     "SPRING_PROFILE",
     "JAVA_OPTS",
     "HEALTH_TIMEOUT",
+    "CHAT_WEBHOOK_CREDENTIALS_ID",
 ];
 
 /// One Jenkins job's world: the app's git repo, the agent's workspace, the
@@ -75,6 +78,8 @@ struct Job {
     deploy: TempDir,
     credentials: PathBuf,
     builds: usize,
+    /// The chat webhook's URL, when notifications are on.
+    chat: Option<String>,
 }
 
 impl Job {
@@ -86,17 +91,6 @@ impl Job {
         let workspace = tempdir("bg-jenkins-ws-");
         let deploy = tempdir("bg-jenkins-deploy-");
         let credentials = site.work.path().join("credentials.json");
-        let sshd = site_sshd(&site);
-        let store = serde_json::json!({
-            "deploy-ssh": {
-                "type": "sshUserPrivateKey",
-                "username": sshd.user,
-                "privateKeyFile": sshd.client_key,
-                "passphrase": "",
-            },
-            "deploy-known-hosts": { "type": "file", "file": sshd.known_hosts },
-        });
-        std::fs::write(&credentials, store.to_string()).unwrap();
 
         git(repo.path(), &["init", "-q", "-b", "main"]);
         write(
@@ -112,14 +106,41 @@ impl Job {
             std::fs::Permissions::from_mode(0o755),
         )
         .unwrap();
-        Job {
+        let job = Job {
             site,
             repo,
             workspace,
             deploy,
             credentials,
             builds: 0,
+            chat: None,
+        };
+        job.write_credentials();
+        job
+    }
+
+    /// Jenkins' credentials store, as the shim reads it.
+    fn write_credentials(&self) {
+        let sshd = site_sshd(&self.site);
+        let mut store = serde_json::json!({
+            "deploy-ssh": {
+                "type": "sshUserPrivateKey",
+                "username": sshd.user,
+                "privateKeyFile": sshd.client_key,
+                "passphrase": "",
+            },
+            "deploy-known-hosts": { "type": "file", "file": sshd.known_hosts },
+        });
+        if let Some(url) = &self.chat {
+            store["chat-webhook"] = serde_json::json!({ "type": "string", "secret": url });
         }
+        std::fs::write(&self.credentials, store.to_string()).unwrap();
+    }
+
+    /// Turns chat notifications on, to `url`.
+    fn chat_to(&mut self, url: String) {
+        self.chat = Some(url);
+        self.write_credentials();
     }
 
     /// Commits `version` to main; `crash` makes the app fail 2.5 s after it
@@ -200,6 +221,14 @@ impl Job {
             ),
             ("HEALTH_TIMEOUT", "30s".into()),
             ("BG_BIN", bin),
+            (
+                "CHAT_WEBHOOK_CREDENTIALS_ID",
+                if self.chat.is_some() {
+                    "chat-webhook".into()
+                } else {
+                    String::new()
+                },
+            ),
         ]
     }
 
@@ -323,6 +352,39 @@ fn java_home() -> PathBuf {
     real.ancestors().nth(2).unwrap().to_path_buf()
 }
 
+/// A chat webhook: answers every POST with 200 and keeps the `text` of each.
+fn chat_webhook() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/deploys", listener.local_addr().unwrap());
+    let texts = Arc::new(Mutex::new(Vec::new()));
+    let sink = texts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                sink.lock()
+                    .unwrap()
+                    .push(value["text"].as_str().unwrap_or("(no text)").to_string());
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (url, texts)
+}
+
 /// Bounded load through nginx: one `Connection: close` GET at a time, paced,
 /// at most 20,000; every answer must be 200 from one of the deployed versions.
 struct Load {
@@ -434,8 +496,17 @@ fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous(
 fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
     let mut job = Job::new();
     let (blue, green) = (job.site.blue, job.site.green);
+    let (url, chat) = chat_webhook();
+    job.chat_to(url);
     job.deploy("2.0.0");
     job.site.assert_serves("2.0.0");
+    assert_eq!(
+        *chat.lock().unwrap(),
+        [
+            "bg-deploy #1: deploying main".to_string(),
+            format!("bg-deploy #1: deployed 2.0.0 on port {blue}"),
+        ]
+    );
 
     job.commit("2.1.0", true);
     let (ok, log) = job.run(JENKINSFILE);
@@ -456,10 +527,46 @@ fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
     assert!(log.contains("Finished: FAILURE"), "{log}");
     job.site.assert_serves("2.0.0");
     assert_eq!(job.site.enabled_port(), blue);
+    assert_eq!(
+        chat.lock().unwrap()[2..],
+        [
+            "bg-deploy #2: deploying main".to_string(),
+            format!(
+                "bg-deploy #2: Deploy failed at stage 'Health Check'. nginx still serves the previous \
+                 build on port {blue}; the new build was not switched in. http://jenkins.invalid/job/bg-deploy/2/"
+            ),
+        ]
+    );
+
+    // A chat that does not answer is reported, and the deploy goes on.
+    let closed = ClosedPort::new();
+    job.chat_to(format!("http://127.0.0.1:{}/hooks/deploys", closed.port));
 
     // The next good build goes to the same target port, over the crashed one.
-    job.deploy("2.1.1");
+    let log = job.deploy("2.1.1");
+    assert!(
+        log.contains("chat notification failed (curl exit 7); the deploy goes on"),
+        "{log}"
+    );
     job.site.assert_serves("2.1.1");
     assert_eq!(job.site.enabled_port(), green);
     assert_eq!(job.version_on(blue), "2.0.0");
+}
+
+#[test]
+fn the_pipelines_trust_only_pinned_host_keys() {
+    for path in [JENKINSFILE, ROLLBACK] {
+        let text = std::fs::read_to_string(path).unwrap();
+        for banned in [
+            "StrictHostKeyChecking",
+            "host-key-check off",
+            "accept-new",
+            "BG_HOST_KEY_CHECK = 'off'",
+        ] {
+            assert!(!text.contains(banned), "{path} contains {banned}");
+        }
+        assert!(text.contains("BG_HOST_KEY_CHECK = 'strict'"), "{path}");
+        assert!(text.contains("variable: 'BG_KNOWN_HOSTS'"), "{path}");
+        assert!(text.contains("disableConcurrentBuilds()"), "{path}");
+    }
 }
