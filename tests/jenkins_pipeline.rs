@@ -234,8 +234,24 @@ impl Job {
 
     /// Runs a Jenkinsfile through the shim: (succeeded, console log).
     fn run(&mut self, jenkinsfile: &str) -> (bool, String) {
-        self.builds += 1;
         let rollback = jenkinsfile == ROLLBACK;
+        let params = self
+            .params()
+            .into_iter()
+            .filter(|(name, _)| !(rollback && DEPLOY_ONLY.contains(name)))
+            .collect();
+        let job = if rollback { "bg-rollback" } else { "bg-deploy" };
+        self.run_with(job, jenkinsfile, params)
+    }
+
+    /// Runs `jenkinsfile` with exactly these parameters.
+    fn run_with(
+        &mut self,
+        job: &str,
+        jenkinsfile: &str,
+        params: Vec<(&str, String)>,
+    ) -> (bool, String) {
+        self.builds += 1;
         let mut cmd = Command::new("groovy");
         cmd.arg(SHIM)
             .arg("--credentials")
@@ -243,10 +259,8 @@ impl Job {
             .arg("--workspace")
             .arg(self.workspace.path())
             .arg(jenkinsfile);
-        for (name, value) in self.params() {
-            if !(rollback && DEPLOY_ONLY.contains(&name)) {
-                cmd.arg(format!("{name}={value}"));
-            }
+        for (name, value) in params {
+            cmd.arg(format!("{name}={value}"));
         }
         // Nothing from the developer's shell leaks in.
         for (key, _) in std::env::vars() {
@@ -254,7 +268,6 @@ impl Job {
                 cmd.env_remove(key);
             }
         }
-        let job = if rollback { "bg-rollback" } else { "bg-deploy" };
         cmd.env("JAVA_HOME", java_home())
             .env("SHIM_JOB_NAME", job)
             .env("SHIM_BUILD_NUMBER", self.builds.to_string())
@@ -569,4 +582,71 @@ fn the_pipelines_trust_only_pinned_host_keys() {
         assert!(text.contains("variable: 'BG_KNOWN_HOSTS'"), "{path}");
         assert!(text.contains("disableConcurrentBuilds()"), "{path}");
     }
+}
+
+/// The alternative to a key file: Jenkins' `sshagent` step, which sets only
+/// SSH_AUTH_SOCK; the user comes with the host. The known_hosts file is pinned
+/// all the same.
+#[test]
+fn the_binaries_work_under_sshagent() {
+    let mut job = Job::new();
+    let jenkinsfile = job.site.work.path().join("Jenkinsfile.sshagent");
+    std::fs::write(
+        &jenkinsfile,
+        r#"
+pipeline {
+    agent any
+    parameters {
+        string(name: 'BG_BIN', defaultValue: '')
+        string(name: 'NGINX_HOST', defaultValue: '')
+        string(name: 'BLUE_PORT', defaultValue: '')
+        string(name: 'GREEN_PORT', defaultValue: '')
+        string(name: 'SITES_AVAILABLE', defaultValue: '')
+        string(name: 'SITES_ENABLED', defaultValue: '')
+    }
+    environment {
+        BG_BLUE_PORT = "${params.BLUE_PORT}"
+        BG_GREEN_PORT = "${params.GREEN_PORT}"
+        BG_SITES_AVAILABLE = "${params.SITES_AVAILABLE}"
+        BG_SITES_ENABLED = "${params.SITES_ENABLED}"
+    }
+    stages {
+        stage('Detect Port') {
+            steps {
+                sshagent(credentials: ['deploy-ssh']) {
+                    withCredentials([file(credentialsId: 'deploy-known-hosts', variable: 'BG_KNOWN_HOSTS')]) {
+                        script {
+                            String target = sh(returnStdout: true, script: '''
+                                [ -n "$SSH_AUTH_SOCK" ] && [ -z "${BG_SSH_KEY:-}" ]
+                                "$BG_BIN/bg-detect-port" --host "$NGINX_HOST"
+                            ''').trim()
+                            echo "target port ${target}"
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+"#,
+    )
+    .unwrap();
+    let sshd = site_sshd(&job.site);
+    let wanted = [
+        "BG_BIN",
+        "BLUE_PORT",
+        "GREEN_PORT",
+        "SITES_AVAILABLE",
+        "SITES_ENABLED",
+    ];
+    let mut params: Vec<(&str, String)> = job
+        .params()
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .collect();
+    params.push(("NGINX_HOST", sshd.target()));
+    let blue = job.site.blue;
+    let (ok, log) = job.run_with("bg-sshagent", jenkinsfile.to_str().unwrap(), params);
+    assert!(ok, "{log}");
+    assert!(log.contains(&format!("target port {blue}")), "{log}");
 }
