@@ -9,18 +9,36 @@
 //   app.unhealthy     "true": /actuator/health answers 503 {"status":"DOWN"}
 //   app.ignoreTerm    "true": SIGTERM is ignored (only SIGKILL stops it)
 //   app.stopDelay     milliseconds to linger after SIGTERM before exiting (0)
+//   app.crashAfter    milliseconds after which to fail like app.crash, before listening (0: never)
+//
+// Defaults for all of them may come from /application.properties in the jar, as
+// Spring Boot reads it (a -D flag wins): the Jenkins tests' gradlew bakes the
+// build's version in there.
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.BindException;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.Properties;
 import java.util.concurrent.Executors;
 
 public class TestApp {
     public static void main(String[] args) throws Exception {
         long started = System.nanoTime();
+        try (InputStream in = TestApp.class.getResourceAsStream("/application.properties")) {
+            if (in != null) {
+                Properties defaults = new Properties();
+                defaults.load(in);
+                for (String key : defaults.stringPropertyNames()) {
+                    if (System.getProperty(key) == null) {
+                        System.setProperty(key, defaults.getProperty(key));
+                    }
+                }
+            }
+        }
         int port = Integer.parseInt(System.getProperty("server.port", "8080"));
         String address = System.getProperty("server.address", "127.0.0.1");
         String version = System.getProperty("app.version", "0.0.0");
@@ -41,6 +59,12 @@ public class TestApp {
         }
         if (startDelay > 0) {
             Thread.sleep(startDelay);
+        }
+        long crashAfter = Long.parseLong(System.getProperty("app.crashAfter", "0"));
+        if (crashAfter > 0) {
+            Thread.sleep(crashAfter);
+            failed("Application context failed to refresh after " + crashAfter + " ms: app.crashAfter was set.",
+                    "Unset app.crashAfter.");
         }
 
         HttpServer server;

@@ -1,0 +1,523 @@
+// A small stand-in for Jenkins' declarative pipeline, in plain Groovy 2.4 (no
+// Jenkins jars): it evaluates a Jenkinsfile and runs its `sh` steps for real, so
+// the tests can drive jenkins/Jenkinsfile end to end where no Jenkins runs.
+//
+//   groovy pipeline-shim.groovy [--credentials FILE] [--workspace DIR] [--parse-only]
+//          JENKINSFILE [NAME=VALUE]...
+//
+// NAME=VALUE are build parameters ("Build with Parameters"); the rest take the
+// Jenkinsfile's defaults. --credentials is a JSON file standing in for Jenkins'
+// credentials store:
+//
+//   { "deploy-ssh": { "type": "sshUserPrivateKey", "username": "u",
+//                     "privateKeyFile": "/path/key", "passphrase": "" },
+//     "known-hosts": { "type": "file", "file": "/path/known_hosts" },
+//     "token": { "type": "string", "secret": "..." } }
+//
+// What it implements, the way Jenkins behaves:
+// - pipeline, agent, options, parameters (string, booleanParam, choice, text,
+//   password), environment (pipeline and stage level), stages, stage, steps,
+//   when { expression {...} }, script, post (always, success, failure, unstable,
+//   changed, fixed, regression, aborted, cleanup), at pipeline and stage level;
+// - steps: sh (returnStdout, returnStatus; run as `/bin/sh -xe -c SCRIPT` like
+//   Jenkins, so bashisms fail here as on a Debian agent), echo, error, dir,
+//   withEnv, withCredentials (sshUserPrivateKey, file, string,
+//   usernamePassword), sshagent (a real ssh-agent holding the keys), git (a
+//   real clone or fetch), readFile, writeFile, fileExists, timeout, retry;
+// - env (Jenkins' variables: WORKSPACE, BUILD_NUMBER, BUILD_TAG, JOB_NAME,
+//   STAGE_NAME, plus the parameters), params, currentBuild.
+// A failing step fails its stage; later stages are skipped; post runs.
+// It prints `[Pipeline] stage (NAME)` banners and ends with
+// `Finished: SUCCESS|FAILURE`; the exit status is 0 or 1.
+
+import groovy.json.JsonSlurper
+
+class StepFailure extends RuntimeException {
+    StepFailure(String message) { super(message) }
+}
+
+class Build {
+    String result = null
+    String getCurrentResult() { result ?: 'SUCCESS' }
+    int number = 1
+    String displayName
+    String description
+    String failedStage
+}
+
+// `environment { KEY = value }`: records assignments in order, later ones see earlier ones.
+class EnvBlock {
+    Map<String, String> values = new LinkedHashMap<>()
+    Closure<Void> onSet
+    def propertyMissing(String name, value) {
+        String text = value == null ? '' : value.toString()
+        values[name] = text
+        onSet?.call(name, text)
+    }
+    def propertyMissing(String name) { throw new MissingPropertyException(name, EnvBlock) }
+}
+
+class PipelineSpec {
+    Closure optionsBlock, parametersBlock, environmentBlock, stagesBlock, postBlock
+    def agent(Object ignored) {}
+    def agent(Map ignored) {}
+    def agent(Closure ignored) {}
+    def options(Closure c) { optionsBlock = c }
+    def parameters(Closure c) { parametersBlock = c }
+    def environment(Closure c) { environmentBlock = c }
+    def stages(Closure c) { stagesBlock = c }
+    def post(Closure c) { postBlock = c }
+    def triggers(Closure c) {}
+    def tools(Closure c) {}
+}
+
+class ParamsSpec {
+    Map<String, Object> defaults = new LinkedHashMap<>()
+    def string(Map m) { defaults[m.name] = m.defaultValue ?: '' }
+    def text(Map m) { defaults[m.name] = m.defaultValue ?: '' }
+    def password(Map m) { defaults[m.name] = m.defaultValue ?: '' }
+    def booleanParam(Map m) { defaults[m.name] = m.defaultValue ?: false }
+    def choice(Map m) { defaults[m.name] = (m.choices instanceof List ? m.choices[0] : m.choices.toString().split('\n')[0]) }
+}
+
+class OptionsSpec {
+    List<String> seen = []
+    def methodMissing(String name, args) { seen << name; null }
+}
+
+class StagesSpec {
+    List<List> stages = []
+    def stage(String name, Closure body) { stages << [name, body] }
+}
+
+class StageSpec {
+    Closure stepsBlock, environmentBlock, whenBlock, postBlock
+    def steps(Closure c) { stepsBlock = c }
+    def environment(Closure c) { environmentBlock = c }
+    def when(Closure c) { whenBlock = c }
+    def post(Closure c) { postBlock = c }
+    def agent(Object ignored) {}
+    def options(Closure ignored) {}
+}
+
+class WhenSpec {
+    List<Closure> expressions = []
+    def expression(Closure c) { expressions << c }
+}
+
+class PostSpec {
+    Map<String, Closure> blocks = [:]
+    def methodMissing(String name, args) {
+        def known = ['always', 'success', 'failure', 'unstable', 'changed', 'fixed', 'regression', 'aborted', 'cleanup', 'unsuccessful']
+        if (!(name in known) || !(args.length == 1 && args[0] instanceof Closure)) {
+            throw new MissingMethodException(name, PostSpec, args)
+        }
+        blocks[name] = args[0]
+    }
+}
+
+// `env`: reads and writes the build's variables; an unknown one is null, as in Jenkins.
+class EnvVars extends GroovyObjectSupport {
+    Closure<Map> current
+    Map<String, String> global
+    Object getProperty(String name) { current.call()[name] }
+    void setProperty(String name, Object value) { global[name] = value == null ? null : value.toString() }
+    Map<String, String> getEnvironment() { current.call() }
+}
+
+// Bare names resolve like Jenkins: script variables, then env (which holds the params).
+class PipelineBinding extends Binding {
+    Closure<Map> env
+    Object getVariable(String name) {
+        if (variables.containsKey(name)) return super.getVariable(name)
+        def vars = env?.call()
+        if (vars != null && vars.containsKey(name)) return vars[name]
+        throw new MissingPropertyException(name, getClass())
+    }
+}
+
+// ---- arguments
+
+def usage = 'usage: groovy pipeline-shim.groovy [--credentials FILE] [--workspace DIR] [--parse-only] JENKINSFILE [NAME=VALUE]...'
+def argv = args as List
+String credentialsPath = System.getenv('SHIM_CREDENTIALS')
+String workspacePath = System.getProperty('user.dir')
+boolean parseOnly = false
+while (argv && argv[0].startsWith('--')) {
+    def flag = argv.remove(0)
+    switch (flag) {
+        case '--credentials': credentialsPath = argv.remove(0); break
+        case '--workspace': workspacePath = argv.remove(0); break
+        case '--parse-only': parseOnly = true; break
+        default: System.err.println(usage); System.exit(2)
+    }
+}
+if (!argv) { System.err.println(usage); System.exit(2) }
+File jenkinsfile = new File(argv.remove(0))
+Map<String, String> given = [:]
+argv.each { a ->
+    int eq = a.indexOf('=')
+    if (eq <= 0) { System.err.println("not NAME=VALUE: ${a}\n${usage}"); System.exit(2) }
+    given[a.substring(0, eq)] = a.substring(eq + 1)
+}
+
+// ---- state
+
+File workspace = new File(workspacePath).canonicalFile
+workspace.mkdirs()
+File tmpDir = new File(workspace.path + '@tmp')
+tmpDir.mkdirs()
+Map credentials = credentialsPath ? new JsonSlurper().parse(new File(credentialsPath)) as Map : [:]
+
+Map<String, String> globalEnv = new LinkedHashMap<>(System.getenv())
+String jobName = System.getenv('SHIM_JOB_NAME') ?: 'bg-deploy'
+String buildNumber = System.getenv('SHIM_BUILD_NUMBER') ?: '1'
+globalEnv.putAll([
+    WORKSPACE   : workspace.path,
+    JOB_NAME    : jobName,
+    JOB_BASE_NAME: jobName,
+    BUILD_NUMBER: buildNumber,
+    BUILD_ID    : buildNumber,
+    BUILD_TAG   : "jenkins-${jobName}-${buildNumber}".toString(),
+    BUILD_URL   : "http://jenkins.invalid/job/${jobName}/${buildNumber}/".toString(),
+    JENKINS_URL : 'http://jenkins.invalid/',
+    NODE_NAME   : 'built-in',
+])
+// Scoped layers (stage environment, withEnv, withCredentials), innermost last.
+List<Map<String, String>> layers = []
+File[] cwd = [workspace] as File[]
+Closure<Map> currentEnv = {
+    Map<String, String> all = new LinkedHashMap<>(globalEnv)
+    layers.each { all.putAll(it) }
+    all
+}
+def build = new Build(number: buildNumber as int, displayName: "#${buildNumber}".toString())
+Map params = [:]
+def binding = new PipelineBinding(env: currentEnv)
+def envVars = new EnvVars(current: currentEnv, global: globalEnv)
+
+def withLayer = { Map<String, String> layer, Closure body ->
+    layers << layer
+    try { body() } finally { layers.remove(layers.size() - 1) }
+}
+
+def log = { String line -> println line; System.out.flush() }
+
+// ---- steps
+
+def steps = [:]
+steps.echo = { Object message -> log(message.toString()) }
+steps.error = { Object message -> throw new StepFailure(message.toString()) }
+steps.sh = { Object arg ->
+    Map m = arg instanceof Map ? arg : [script: arg.toString()]
+    String script = m.script.toString()
+    log('[Pipeline] sh')
+    def pb = new ProcessBuilder('/bin/sh', '-xe', '-c', script)
+    pb.directory(cwd[0])
+    pb.environment().clear()
+    currentEnv().each { k, v -> if (k != null && v != null) pb.environment().put(k, v) }
+    pb.redirectError(ProcessBuilder.Redirect.INHERIT)
+    pb.redirectInput(new File('/dev/null'))
+    if (!m.returnStdout) pb.redirectOutput(ProcessBuilder.Redirect.INHERIT)
+    def process = pb.start()
+    String out = null
+    if (m.returnStdout) {
+        out = process.inputStream.getText('UTF-8')
+    }
+    int code = process.waitFor()
+    System.out.flush()
+    if (m.returnStatus) return code
+    if (code != 0) throw new StepFailure("script returned exit code ${code}")
+    m.returnStdout ? out : null
+}
+steps.script = { Closure body -> body() }
+steps.dir = { String path, Closure body ->
+    File old = cwd[0]
+    File next = new File(path).absolute ? new File(path) : new File(old, path)
+    next.mkdirs()
+    cwd[0] = next
+    try { body() } finally { cwd[0] = old }
+}
+steps.withEnv = { List overrides, Closure body ->
+    Map<String, String> layer = [:]
+    overrides.each { String kv -> int eq = kv.indexOf('='); layer[kv.substring(0, eq)] = kv.substring(eq + 1) }
+    withLayer(layer, body)
+}
+steps.timeout = { Map ignored, Closure body -> body() }
+steps.retry = { int times, Closure body ->
+    for (int i = 1; ; i++) {
+        try { return body() } catch (StepFailure e) { if (i >= times) throw e; log("Retrying (${e.message})") }
+    }
+}
+steps.readFile = { Object arg ->
+    String path = arg instanceof Map ? arg.file : arg.toString()
+    new File(path).absolute ? new File(path).text : new File(cwd[0], path).text
+}
+steps.writeFile = { Map m ->
+    File f = new File(m.file.toString()).absolute ? new File(m.file.toString()) : new File(cwd[0], m.file.toString())
+    f.parentFile.mkdirs()
+    f.text = m.text.toString()
+}
+steps.fileExists = { String path -> (new File(path).absolute ? new File(path) : new File(cwd[0], path)).exists() }
+
+// Credentials: binding descriptions, resolved by withCredentials.
+steps.sshUserPrivateKey = { Map m -> [type: 'sshUserPrivateKey'] + m }
+steps.file = { Map m -> [type: 'file'] + m }
+steps.string = { Map m -> [type: 'string'] + m }
+steps.usernamePassword = { Map m -> [type: 'usernamePassword'] + m }
+
+def credential = { String id, String type ->
+    Map c = credentials[id] as Map
+    if (c == null) throw new StepFailure("Could not find credentials entry with ID '${id}'")
+    if (c.type != type) throw new StepFailure("Credentials '${id}' is of type '${c.type}' where '${type}' was expected")
+    c
+}
+// Jenkins copies secrets to temporary files that live as long as the block.
+def secretCopy = { String source ->
+    File copy = File.createTempFile('secret', '', tmpDir)
+    copy.bytes = new File(source).bytes
+    copy.setReadable(false, false); copy.setReadable(true, true)
+    copy.setWritable(false, false); copy.setWritable(true, true)
+    copy
+}
+steps.withCredentials = { List bindings, Closure body ->
+    Map<String, String> layer = [:]
+    List<File> files = []
+    try {
+        bindings.each { Map b ->
+            Map c = credential(b.credentialsId.toString(), b.type.toString())
+            switch (b.type) {
+                case 'sshUserPrivateKey':
+                    File key = secretCopy(c.privateKeyFile.toString()); files << key
+                    layer[b.keyFileVariable] = key.path
+                    if (b.usernameVariable) layer[b.usernameVariable] = c.username?.toString() ?: ''
+                    if (b.passphraseVariable) layer[b.passphraseVariable] = c.passphrase?.toString() ?: ''
+                    break
+                case 'file':
+                    File copy = secretCopy(c.file.toString()); files << copy
+                    layer[b.variable] = copy.path
+                    break
+                case 'string':
+                    layer[b.variable] = c.secret.toString()
+                    break
+                case 'usernamePassword':
+                    layer[b.usernameVariable] = c.username.toString()
+                    layer[b.passwordVariable] = c.password.toString()
+                    break
+            }
+        }
+        withLayer(layer, body)
+    } finally {
+        files.each { it.delete() }
+    }
+}
+// sshagent: a real ssh-agent holding the keys for the block, SSH_AUTH_SOCK set.
+steps.sshagent = { Object ids, Closure body ->
+    List idList = ids instanceof Map ? ids.credentials : ids
+    def started = ['ssh-agent', '-s'].execute()
+    String text = started.text
+    started.waitFor()
+    def sock = (text =~ /SSH_AUTH_SOCK=([^;]+);/)[0][1]
+    def pid = (text =~ /SSH_AGENT_PID=(\d+);/)[0][1]
+    Map<String, String> layer = [SSH_AUTH_SOCK: sock, SSH_AGENT_PID: pid]
+    try {
+        idList.each { id ->
+            Map c = credential(id.toString(), 'sshUserPrivateKey')
+            File key = secretCopy(c.privateKeyFile.toString())
+            try {
+                def pb = new ProcessBuilder('ssh-add', key.path)
+                pb.environment().putAll(layer)
+                pb.environment().put('SSH_ASKPASS_REQUIRE', 'never')
+                pb.redirectErrorStream(true)
+                def p = pb.start()
+                String said = p.inputStream.text
+                if (p.waitFor() != 0) throw new StepFailure("ssh-add failed for '${id}': ${said}")
+            } finally { key.delete() }
+        }
+        withLayer(layer, body)
+    } finally {
+        ['kill', pid].execute().waitFor()
+    }
+}
+steps.git = { Map m ->
+    String branch = (m.branch ?: 'master').toString()
+    String url = m.url.toString()
+    def run = { List cmd ->
+        log("> git ${cmd.join(' ')}")
+        def pb = new ProcessBuilder(['git'] + cmd)
+        pb.directory(cwd[0])
+        pb.redirectErrorStream(true)
+        def p = pb.start()
+        String out = p.inputStream.text
+        if (p.waitFor() != 0) throw new StepFailure("git ${cmd[0]} failed: ${out}")
+    }
+    if (!new File(cwd[0], '.git').exists()) {
+        run(['init', '-q'])
+        run(['remote', 'add', 'origin', url])
+    } else {
+        run(['remote', 'set-url', 'origin', url])
+    }
+    run(['fetch', '-q', '--force', 'origin', "+refs/heads/${branch}:refs/remotes/origin/${branch}".toString()])
+    run(['checkout', '-q', '-f', '-B', branch, "origin/${branch}".toString()])
+}
+
+steps.each { name, closure -> binding.setVariable(name, closure) }
+binding.setVariable('env', envVars)
+binding.setVariable('params', params)
+binding.setVariable('currentBuild', build)
+binding.setVariable('any', 'any')
+binding.setVariable('none', 'none')
+
+// ---- the pipeline
+
+def runEnvironment = { Closure block, Map<String, String> into ->
+    def collector = new EnvBlock(onSet: { String k, String v -> into[k] = v })
+    block.delegate = collector
+    block.resolveStrategy = Closure.DELEGATE_FIRST
+    block()
+}
+
+def runPost = { Closure block, String previous ->
+    def spec = new PostSpec()
+    block.delegate = spec
+    block.resolveStrategy = Closure.DELEGATE_FIRST
+    block()
+    String now = build.currentResult
+    List<String> order = ['always', 'changed', 'fixed', 'regression', 'aborted', 'failure', 'success', 'unstable', 'unsuccessful', 'cleanup']
+    order.each { name ->
+        Closure c = spec.blocks[name]
+        if (c == null) return
+        boolean applies = name == 'always' || name == 'cleanup' ||
+            (name == 'success' && now == 'SUCCESS') || (name == 'failure' && now == 'FAILURE') ||
+            (name == 'unsuccessful' && now != 'SUCCESS') || (name == 'unstable' && now == 'UNSTABLE') ||
+            (name == 'changed' && previous != null && previous != now)
+        if (!applies) return
+        log("[Pipeline] ${name}")
+        try {
+            c()
+        } catch (Throwable e) {
+            log("ERROR: ${e.message}")
+            build.result = 'FAILURE'
+        }
+    }
+}
+
+def runStage = { String name, Closure body ->
+    log('[Pipeline] { ')
+    log("[Pipeline] stage (${name})")
+    if (build.result == 'FAILURE') {
+        log("Stage \"${name}\" skipped due to earlier failure(s)")
+        log('[Pipeline] }')
+        return
+    }
+    def spec = new StageSpec()
+    body.delegate = spec
+    body.resolveStrategy = Closure.DELEGATE_FIRST
+    body()
+    Map<String, String> layer = [STAGE_NAME: name]
+    withLayer(layer) {
+        if (spec.environmentBlock) runEnvironment(spec.environmentBlock, layer)
+        if (spec.whenBlock) {
+            def when = new WhenSpec()
+            spec.whenBlock.delegate = when
+            spec.whenBlock.resolveStrategy = Closure.DELEGATE_FIRST
+            spec.whenBlock()
+            if (!when.expressions.every { it() }) {
+                log("Stage \"${name}\" skipped due to when conditional")
+                return
+            }
+        }
+        try {
+            spec.stepsBlock?.call()
+        } catch (Exception e) {
+            log("ERROR: ${e instanceof StepFailure ? e.message : e.toString()}")
+            build.result = 'FAILURE'
+            build.failedStage = name
+        }
+        if (spec.postBlock) runPost(spec.postBlock, null)
+    }
+    log('[Pipeline] }')
+}
+
+binding.setVariable('pipeline', { Closure body ->
+    def spec = new PipelineSpec()
+    body.delegate = spec
+    body.resolveStrategy = Closure.DELEGATE_FIRST
+    body()
+    if (parseOnly) {
+        // The structure, without running anything: every stage has steps.
+        if (!spec.stagesBlock) throw new StepFailure('the pipeline has no stages')
+        def stages = new StagesSpec()
+        spec.stagesBlock.delegate = stages
+        spec.stagesBlock.resolveStrategy = Closure.DELEGATE_FIRST
+        spec.stagesBlock()
+        stages.stages.each { s ->
+            def stage = new StageSpec()
+            s[1].delegate = stage
+            s[1].resolveStrategy = Closure.DELEGATE_FIRST
+            s[1]()
+            if (!stage.stepsBlock) throw new StepFailure("stage '${s[0]}' has no steps")
+        }
+        log("stages: ${stages.stages.collect { it[0] }.join(', ')}")
+        return
+    }
+    log('[Pipeline] Start of Pipeline')
+    if (spec.optionsBlock) {
+        def options = new OptionsSpec()
+        spec.optionsBlock.delegate = options
+        spec.optionsBlock.resolveStrategy = Closure.DELEGATE_FIRST
+        spec.optionsBlock()
+    }
+    def declared = new ParamsSpec()
+    if (spec.parametersBlock) {
+        spec.parametersBlock.delegate = declared
+        spec.parametersBlock.resolveStrategy = Closure.DELEGATE_FIRST
+        spec.parametersBlock()
+    }
+    given.keySet().findAll { !declared.defaults.containsKey(it) }.each {
+        throw new StepFailure("unknown build parameter ${it}; the Jenkinsfile declares ${declared.defaults.keySet()}")
+    }
+    declared.defaults.each { k, v ->
+        def value = given.containsKey(k) ? given[k] : v
+        if (v instanceof Boolean && value instanceof String) value = value.toBoolean()
+        params[k] = value
+        globalEnv[k] = value.toString()
+    }
+    try {
+        if (spec.environmentBlock) runEnvironment(spec.environmentBlock, globalEnv)
+        if (spec.stagesBlock) {
+            def stages = new StagesSpec()
+            spec.stagesBlock.delegate = stages
+            spec.stagesBlock.resolveStrategy = Closure.DELEGATE_FIRST
+            spec.stagesBlock()
+            stages.stages.each { s -> runStage(s[0], s[1]) }
+        }
+    } catch (StepFailure e) {
+        log("ERROR: ${e.message}")
+        build.result = 'FAILURE'
+    }
+    if (spec.postBlock) runPost(spec.postBlock, null)
+})
+
+def shell = new GroovyShell(binding)
+def script
+try {
+    script = shell.parse(jenkinsfile)
+} catch (Exception e) {
+    System.err.println("${jenkinsfile}: ${e.message}")
+    System.exit(1)
+}
+try {
+    script.run()
+} catch (StepFailure e) {
+    log("ERROR: ${e.message}")
+    build.result = 'FAILURE'
+    if (parseOnly) System.exit(1)
+}
+if (parseOnly) {
+    log("${jenkinsfile}: parsed, a declarative pipeline")
+    System.exit(0)
+}
+if (build.failedStage) log("[shim] failed stage: ${build.failedStage}")
+log("Finished: ${build.currentResult}")
+System.exit(build.currentResult == 'SUCCESS' ? 0 : 1)

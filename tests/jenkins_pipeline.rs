@@ -1,0 +1,652 @@
+//! jenkins/Jenkinsfile and jenkins/Jenkinsfile.rollback, end to end. There is
+//! no Jenkins here: tests/jenkins/pipeline-shim.groovy evaluates the
+//! Jenkinsfile the way declarative Jenkins does and runs its `sh` steps for
+//! real. The Checkout stage clones a git repo made by the test; its `gradlew`
+//! stand-in compiles the rig's TestApp into build/libs/demo-VERSION.jar with
+//! the version baked in; the binaries reach the rig's real sshd (both as app
+//! and as nginx host) and a real nginx; the apps are real JVMs.
+
+mod nginx_site;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bg_deploy_tests::{ClosedPort, Sshd, bin_path, http_get};
+use nginx_site::{Site, Via};
+use tempfile::TempDir;
+
+const SOURCE: &str = include_str!("rig/TestApp.java");
+const SHIM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/jenkins/pipeline-shim.groovy"
+);
+const JENKINSFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/jenkins/Jenkinsfile");
+const ROLLBACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/jenkins/Jenkinsfile.rollback");
+
+/// The Gradle wrapper's stand-in: no Gradle download is possible here.
+const GRADLEW: &str = r#"#!/usr/bin/env bash
+# Test stand-in for the Gradle wrapper: `clean` and `bootJar` of the one-class
+# app in src/main/java, the version from build.gradle baked into
+# application.properties the way processResources would.
+set -euo pipefail
+cd "$(dirname "$0")"
+name=$(sed -n "s/^rootProject.name *= *'\(.*\)'.*/\1/p" settings.gradle)
+version=$(sed -n "s/^version *= *'\(.*\)'.*/\1/p" build.gradle)
+for task in "$@"; do
+  case "$task" in
+    clean) rm -rf build ;;
+    bootJar)
+      mkdir -p build/classes build/libs
+      javac -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
+      [ -f build/classes/TestApp.class ] || { echo "compilation failed" >&2; exit 1; }
+      if [ -d src/main/resources ]; then cp -R src/main/resources/. build/classes/; fi
+      echo "app.version=$version" >> build/classes/application.properties
+      jar --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
+      echo "built build/libs/$name-$version.jar"
+      ;;
+    *) echo "gradlew stand-in: unknown task $task" >&2; exit 1 ;;
+  esac
+done
+"#;
+
+/// The parameters only the deploy pipeline declares.
+const DEPLOY_ONLY: &[&str] = &[
+    "BRANCH",
+    "GIT_URL",
+    "DEPLOY_PATH",
+    "JAR_PATTERN",
+    "KEEP_JARS",
+    "SPRING_PROFILE",
+    "JAVA_OPTS",
+    "HEALTH_TIMEOUT",
+    "CHAT_WEBHOOK_CREDENTIALS_ID",
+];
+
+/// One Jenkins job's world: the app's git repo, the agent's workspace, the
+/// credentials store, nginx with the blue/green site, and the app host's
+/// deploy directory (all on this machine, reached over the rig's sshd).
+struct Job {
+    site: Site,
+    repo: TempDir,
+    workspace: TempDir,
+    deploy: TempDir,
+    credentials: PathBuf,
+    builds: usize,
+    /// The chat webhook's URL, when notifications are on.
+    chat: Option<String>,
+}
+
+impl Job {
+    fn new() -> Job {
+        let sshd = Sshd::start();
+        let mut site = Site::new("dev", Via::Ssh(sshd));
+        site.nginx.start();
+        let repo = tempdir("bg-jenkins-repo-");
+        let workspace = tempdir("bg-jenkins-ws-");
+        let deploy = tempdir("bg-jenkins-deploy-");
+        let credentials = site.work.path().join("credentials.json");
+
+        git(repo.path(), &["init", "-q", "-b", "main"]);
+        write(
+            repo.path(),
+            "settings.gradle",
+            "rootProject.name = 'demo'\n",
+        );
+        write(repo.path(), "src/main/java/TestApp.java", SOURCE);
+        write(repo.path(), "gradlew", GRADLEW);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            repo.path().join("gradlew"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let job = Job {
+            site,
+            repo,
+            workspace,
+            deploy,
+            credentials,
+            builds: 0,
+            chat: None,
+        };
+        job.write_credentials();
+        job
+    }
+
+    /// Jenkins' credentials store, as the shim reads it.
+    fn write_credentials(&self) {
+        let sshd = site_sshd(&self.site);
+        let mut store = serde_json::json!({
+            "deploy-ssh": {
+                "type": "sshUserPrivateKey",
+                "username": sshd.user,
+                "privateKeyFile": sshd.client_key,
+                "passphrase": "",
+            },
+            "deploy-known-hosts": { "type": "file", "file": sshd.known_hosts },
+        });
+        if let Some(url) = &self.chat {
+            store["chat-webhook"] = serde_json::json!({ "type": "string", "secret": url });
+        }
+        std::fs::write(&self.credentials, store.to_string()).unwrap();
+    }
+
+    /// Turns chat notifications on, to `url`.
+    fn chat_to(&mut self, url: String) {
+        self.chat = Some(url);
+        self.write_credentials();
+    }
+
+    /// Commits `version` to main; `crash` makes the app fail 2.5 s after it
+    /// starts, past bg-ship's 1 s settle, as a Spring context can.
+    fn commit(&self, version: &str, crash: bool) {
+        // The plugin line is there for gradle-version to ignore.
+        write(
+            self.repo.path(),
+            "build.gradle",
+            &format!(
+                "plugins {{\n    id 'org.springframework.boot' version '3.3.0'\n}}\n\nversion = '{version}'\n"
+            ),
+        );
+        let resources = self
+            .repo
+            .path()
+            .join("src/main/resources/application.properties");
+        if crash {
+            write(
+                self.repo.path(),
+                "src/main/resources/application.properties",
+                "app.crashAfter=2500\n",
+            );
+        } else {
+            let _ = std::fs::remove_file(resources);
+        }
+        git(self.repo.path(), &["add", "-A"]);
+        git(
+            self.repo.path(),
+            &[
+                "-c",
+                "user.name=test",
+                "-c",
+                "user.email=test@example.invalid",
+                "commit",
+                "-q",
+                "-m",
+                version,
+            ],
+        );
+    }
+
+    fn history(&self) -> PathBuf {
+        self.site.work.path().join("history.jsonl")
+    }
+
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let sshd = site_sshd(&self.site);
+        let host = format!("127.0.0.1:{}", sshd.port);
+        let bin = bin_path("bg-ship").parent().unwrap().display().to_string();
+        vec![
+            ("BRANCH", "main".into()),
+            ("GIT_URL", format!("file://{}", self.repo.path().display())),
+            ("APP_HOST", host.clone()),
+            ("NGINX_HOST", host),
+            ("BLUE_PORT", self.site.blue.to_string()),
+            ("GREEN_PORT", self.site.green.to_string()),
+            ("SITE", "dev".into()),
+            (
+                "SITES_AVAILABLE",
+                self.site.available_dir.display().to_string(),
+            ),
+            (
+                "SITES_ENABLED",
+                self.site.nginx.sites_enabled().display().to_string(),
+            ),
+            ("NGINX_TEST_CMD", self.site.nginx.test_cmd()),
+            ("NGINX_RELOAD_CMD", self.site.nginx.reload_cmd()),
+            ("NGINX_SUDO", "false".into()),
+            ("SWITCH_HISTORY_FILE", self.history().display().to_string()),
+            ("DEPLOY_PATH", self.deploy.path().display().to_string()),
+            ("JAR_PATTERN", "build/libs/demo-{version}.jar".into()),
+            ("KEEP_JARS", "3".into()),
+            ("SPRING_PROFILE", "test".into()),
+            (
+                "JAVA_OPTS",
+                "-XX:TieredStopAtLevel=1 -Xshare:auto -Xmx64m".into(),
+            ),
+            ("HEALTH_TIMEOUT", "30s".into()),
+            ("BG_BIN", bin),
+            (
+                "CHAT_WEBHOOK_CREDENTIALS_ID",
+                if self.chat.is_some() {
+                    "chat-webhook".into()
+                } else {
+                    String::new()
+                },
+            ),
+        ]
+    }
+
+    /// Runs a Jenkinsfile through the shim: (succeeded, console log).
+    fn run(&mut self, jenkinsfile: &str) -> (bool, String) {
+        let rollback = jenkinsfile == ROLLBACK;
+        let params = self
+            .params()
+            .into_iter()
+            .filter(|(name, _)| !(rollback && DEPLOY_ONLY.contains(name)))
+            .collect();
+        let job = if rollback { "bg-rollback" } else { "bg-deploy" };
+        self.run_with(job, jenkinsfile, params)
+    }
+
+    /// Runs `jenkinsfile` with exactly these parameters.
+    fn run_with(
+        &mut self,
+        job: &str,
+        jenkinsfile: &str,
+        params: Vec<(&str, String)>,
+    ) -> (bool, String) {
+        self.builds += 1;
+        let mut cmd = Command::new("groovy");
+        cmd.arg(SHIM)
+            .arg("--credentials")
+            .arg(&self.credentials)
+            .arg("--workspace")
+            .arg(self.workspace.path())
+            .arg(jenkinsfile);
+        for (name, value) in params {
+            cmd.arg(format!("{name}={value}"));
+        }
+        // Nothing from the developer's shell leaks in.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BG_") || key == "SSH_AUTH_SOCK" || key == "BUILD_TAG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("JAVA_HOME", java_home())
+            .env("SHIM_JOB_NAME", job)
+            .env("SHIM_BUILD_NUMBER", self.builds.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let begun = Instant::now();
+        let output = cmd.output().expect("groovy is needed: .ci/run installs it");
+        // stdout is the console; stderr holds `sh -x` traces and the binaries' progress.
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!(
+            "==== {job} #{} ({:?}) exit {:?}\n{log}",
+            self.builds,
+            begun.elapsed(),
+            output.status.code()
+        );
+        (output.status.success(), log)
+    }
+
+    #[track_caller]
+    fn deploy(&mut self, version: &str) -> String {
+        self.commit(version, false);
+        let (ok, log) = self.run(JENKINSFILE);
+        assert!(ok, "the deploy of {version} failed:\n{log}");
+        assert!(log.contains("Finished: SUCCESS"), "{log}");
+        log
+    }
+
+    /// What the app on `port` reports as its version, straight, not through nginx.
+    fn version_on(&self, port: u16) -> String {
+        match http_get(port, "/version") {
+            Some((200, body)) => body.trim().to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+impl Drop for Job {
+    /// Kills every app the pipelines started, from their pid files.
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.deploy.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("app-") && name.ends_with(".pid") {
+                let pid = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+fn site_sshd(site: &Site) -> &Sshd {
+    match &site.via {
+        Via::Ssh(sshd) => sshd,
+        Via::Local => unreachable!("the job's site is always reached over SSH"),
+    }
+}
+
+fn tempdir(prefix: &str) -> TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?} failed");
+}
+
+/// groovy needs JAVA_HOME: the JDK that holds the `javac` on PATH.
+fn java_home() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let javac = std::env::split_paths(&path)
+        .map(|dir| dir.join("javac"))
+        .find(|p| p.is_file())
+        .expect("javac is needed");
+    let real = std::fs::canonicalize(javac).unwrap();
+    real.ancestors().nth(2).unwrap().to_path_buf()
+}
+
+/// A chat webhook: answers every POST with 200 and keeps the `text` of each.
+fn chat_webhook() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/deploys", listener.local_addr().unwrap());
+    let texts = Arc::new(Mutex::new(Vec::new()));
+    let sink = texts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                sink.lock()
+                    .unwrap()
+                    .push(value["text"].as_str().unwrap_or("(no text)").to_string());
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (url, texts)
+}
+
+/// Bounded load through nginx: one `Connection: close` GET at a time, paced,
+/// at most 20,000; every answer must be 200 from one of the deployed versions.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    thread: JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    fn start(listen: u16, versions: &[&str]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let versions: Vec<String> = versions.iter().map(|v| format!("{v}\n")).collect();
+        let thread = {
+            let (stop, ok) = (stop.clone(), ok.clone());
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) && ok.load(Ordering::Relaxed) < 20_000 {
+                    match http_get(listen, "/version") {
+                        Some((200, body)) if versions.contains(&body) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => failures.push(format!("{other:?}")),
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                failures
+            })
+        };
+        Load { stop, ok, thread }
+    }
+
+    /// (answered, failures)
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self.thread.join().unwrap();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+#[test]
+fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous() {
+    let begun = Instant::now();
+    let mut job = Job::new();
+    let (blue, green) = (job.site.blue, job.site.green);
+
+    let first = job.deploy("1.0.0");
+    assert!(first.contains("Build version 1.0.0"), "{first}");
+    assert!(first.contains("nginx serves port (none yet)"), "{first}");
+    job.site.assert_serves("1.0.0");
+    assert_eq!(job.site.enabled_port(), blue);
+
+    let load = Load::start(job.site.listen, &["1.0.0", "1.1.0", "1.2.0"]);
+
+    let second = job.deploy("1.1.0");
+    assert!(
+        second.contains(&format!(
+            "nginx serves port {blue}; deploying to port {green}"
+        )),
+        "{second}"
+    );
+    job.site.assert_serves("1.1.0");
+    assert_eq!(job.site.enabled_port(), green);
+    assert_eq!(job.version_on(blue), "1.0.0", "the backup stopped");
+
+    job.deploy("1.2.0");
+    job.site.assert_serves("1.2.0");
+    assert_eq!(job.site.enabled_port(), blue);
+    assert_eq!(job.version_on(green), "1.1.0", "the backup stopped");
+
+    let (ok, log) = job.run(ROLLBACK);
+    assert!(ok, "rollback failed:\n{log}");
+    assert!(
+        log.contains(&format!("Rolled back: nginx serves port {green}")),
+        "{log}"
+    );
+    job.site.assert_serves("1.1.0");
+    assert_eq!(job.site.enabled_port(), green);
+    assert_eq!(
+        job.version_on(blue),
+        "1.2.0",
+        "rollback stopped the newer build"
+    );
+
+    let (answered, failures) = load.finish();
+    eprintln!(
+        "2 deploys and a rollback under load: {answered} requests through nginx, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "requests failed: {failures:?}");
+    assert!(
+        answered > 50,
+        "the load was too light to mean anything: {answered}"
+    );
+
+    // Each switch is in the history, by the Jenkins build that made it.
+    let history = std::fs::read_to_string(job.history()).unwrap();
+    let lines: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{history}");
+    assert_eq!(lines[0]["actor"], "jenkins-bg-deploy-1", "{history}");
+    assert_eq!(lines[3]["actor"], "jenkins-bg-rollback-4", "{history}");
+    eprintln!("test took {:?}", begun.elapsed());
+}
+
+#[test]
+fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
+    let mut job = Job::new();
+    let (blue, green) = (job.site.blue, job.site.green);
+    let (url, chat) = chat_webhook();
+    job.chat_to(url);
+    job.deploy("2.0.0");
+    job.site.assert_serves("2.0.0");
+    assert_eq!(
+        *chat.lock().unwrap(),
+        [
+            "bg-deploy #1: deploying main".to_string(),
+            format!("bg-deploy #1: deployed 2.0.0 on port {blue}"),
+        ]
+    );
+
+    job.commit("2.1.0", true);
+    let (ok, log) = job.run(JENKINSFILE);
+    assert!(!ok, "a crashing build deployed:\n{log}");
+    assert!(log.contains("[shim] failed stage: Health Check"), "{log}");
+    assert!(
+        log.contains("Stage \"Switch\" skipped due to earlier failure(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "Deploy failed at stage 'Health Check'. nginx still serves the previous build on port {blue}"
+        )),
+        "{log}"
+    );
+    // bg-healthcheck showed the app's own words.
+    assert!(log.contains("APPLICATION FAILED TO START"), "{log}");
+    assert!(log.contains("Finished: FAILURE"), "{log}");
+    job.site.assert_serves("2.0.0");
+    assert_eq!(job.site.enabled_port(), blue);
+    assert_eq!(
+        chat.lock().unwrap()[2..],
+        [
+            "bg-deploy #2: deploying main".to_string(),
+            format!(
+                "bg-deploy #2: Deploy failed at stage 'Health Check'. nginx still serves the previous \
+                 build on port {blue}; the new build was not switched in. http://jenkins.invalid/job/bg-deploy/2/"
+            ),
+        ]
+    );
+
+    // A chat that does not answer is reported, and the deploy goes on.
+    let closed = ClosedPort::new();
+    job.chat_to(format!("http://127.0.0.1:{}/hooks/deploys", closed.port));
+
+    // The next good build goes to the same target port, over the crashed one.
+    let log = job.deploy("2.1.1");
+    assert!(
+        log.contains("chat notification failed (curl exit 7); the deploy goes on"),
+        "{log}"
+    );
+    job.site.assert_serves("2.1.1");
+    assert_eq!(job.site.enabled_port(), green);
+    assert_eq!(job.version_on(blue), "2.0.0");
+}
+
+#[test]
+fn the_pipelines_trust_only_pinned_host_keys() {
+    for path in [JENKINSFILE, ROLLBACK] {
+        let text = std::fs::read_to_string(path).unwrap();
+        for banned in [
+            "StrictHostKeyChecking",
+            "host-key-check off",
+            "accept-new",
+            "BG_HOST_KEY_CHECK = 'off'",
+        ] {
+            assert!(!text.contains(banned), "{path} contains {banned}");
+        }
+        assert!(text.contains("BG_HOST_KEY_CHECK = 'strict'"), "{path}");
+        assert!(text.contains("variable: 'BG_KNOWN_HOSTS'"), "{path}");
+        assert!(text.contains("disableConcurrentBuilds()"), "{path}");
+    }
+}
+
+/// The alternative to a key file: Jenkins' `sshagent` step, which sets only
+/// SSH_AUTH_SOCK; the user comes with the host. The known_hosts file is pinned
+/// all the same.
+#[test]
+fn the_binaries_work_under_sshagent() {
+    let mut job = Job::new();
+    let jenkinsfile = job.site.work.path().join("Jenkinsfile.sshagent");
+    std::fs::write(
+        &jenkinsfile,
+        r#"
+pipeline {
+    agent any
+    parameters {
+        string(name: 'BG_BIN', defaultValue: '')
+        string(name: 'NGINX_HOST', defaultValue: '')
+        string(name: 'BLUE_PORT', defaultValue: '')
+        string(name: 'GREEN_PORT', defaultValue: '')
+        string(name: 'SITES_AVAILABLE', defaultValue: '')
+        string(name: 'SITES_ENABLED', defaultValue: '')
+    }
+    environment {
+        BG_BLUE_PORT = "${params.BLUE_PORT}"
+        BG_GREEN_PORT = "${params.GREEN_PORT}"
+        BG_SITES_AVAILABLE = "${params.SITES_AVAILABLE}"
+        BG_SITES_ENABLED = "${params.SITES_ENABLED}"
+    }
+    stages {
+        stage('Detect Port') {
+            steps {
+                sshagent(credentials: ['deploy-ssh']) {
+                    withCredentials([file(credentialsId: 'deploy-known-hosts', variable: 'BG_KNOWN_HOSTS')]) {
+                        script {
+                            String target = sh(returnStdout: true, script: '''
+                                [ -n "$SSH_AUTH_SOCK" ] && [ -z "${BG_SSH_KEY:-}" ]
+                                "$BG_BIN/bg-detect-port" --host "$NGINX_HOST"
+                            ''').trim()
+                            echo "target port ${target}"
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+"#,
+    )
+    .unwrap();
+    let sshd = site_sshd(&job.site);
+    let wanted = [
+        "BG_BIN",
+        "BLUE_PORT",
+        "GREEN_PORT",
+        "SITES_AVAILABLE",
+        "SITES_ENABLED",
+    ];
+    let mut params: Vec<(&str, String)> = job
+        .params()
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .collect();
+    params.push(("NGINX_HOST", sshd.target()));
+    let blue = job.site.blue;
+    let (ok, log) = job.run_with("bg-sshagent", jenkinsfile.to_str().unwrap(), params);
+    assert!(ok, "{log}");
+    assert!(log.contains(&format!("target port {blue}")), "{log}");
+}
