@@ -287,12 +287,19 @@ deploy() { # seed|toolkit N -> wall seconds; checks nginx then serves build N
   t1=$EPOCHREALTIME
   # Not timed: nginx must now route to the new build (retry briefly while
   # old nginx workers finish).
+  # (No `curl | grep -q` under pipefail: grep's early exit can fail curl.)
+  local served=
   for _ in $(seq 50); do
-    curl -s "http://127.0.0.1:$nginx_port/" | grep -q "version=$n " && break
+    served=$(curl -s "http://127.0.0.1:$nginx_port/" || true)
+    [[ $served == *"version=$n "* ]] && break
     sleep 0.1
   done
-  curl -s "http://127.0.0.1:$nginx_port/" | grep -q "version=$n " \
-    || { echo "$kind deploy $n: nginx does not serve it" >&2; cat "$work/$kind-$n.out" >&2; exit 1; }
+  [[ $served == *"version=$n "* ]] || {
+    echo "$kind deploy $n: nginx does not serve it; it serves: $(curl -s "http://127.0.0.1:$nginx_port/")" >&2
+    cat "$work/$kind-$n.out" >&2; ls -l "$ng/sites-enabled" >&2; tail -5 "$ng/logs/error.log" >&2
+    for p in $blue $green; do echo "$p: $(curl -s "http://127.0.0.1:$p/")" >&2; done
+    exit 1
+  }
   echo "$t1 - $t0" | bc -l
 }
 
