@@ -189,3 +189,70 @@ fn gitlab_file_holds_the_resource_group_and_hands_results_on_as_dotenv() {
     );
     assert_calls_every_binary("GitLab CI", &doc);
 }
+
+/// `${{ expr }}` is GitHub's, expanded before the shell sees the line.
+fn without_github_expressions(run: &str) -> String {
+    let mut out = String::new();
+    let mut rest = run;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("unclosed ${{") + start + 2;
+        out.push_str("EXPR");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn assert_shell_parses(what: &str, script: &str) {
+    let out = std::process::Command::new("bash")
+        .args(["-n", "-c", script])
+        .output()
+        .expect("bash is needed to check the examples' shell");
+    assert!(
+        out.status.success(),
+        "{what}: bash -n rejects it: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_shell_step_of_the_examples_parses() {
+    let mut checked = 0;
+    for doc in yaml_blocks().iter().map(|b| parse(b)) {
+        if let Some(jobs) = get(&doc, "jobs").and_then(Value::as_mapping) {
+            for (job, body) in jobs {
+                let steps = body.get("steps").and_then(Value::as_sequence).unwrap();
+                for step in steps {
+                    if let Some(run) = step.get("run").and_then(Value::as_str) {
+                        assert_shell_parses(
+                            &format!("GitHub job {job:?}"),
+                            &without_github_expressions(run),
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        if get(&doc, "stages").is_some() {
+            for (job, body) in &doc {
+                let Some(script) = body.get("script").and_then(Value::as_sequence) else {
+                    continue;
+                };
+                // Anchored lists (`- *ssh`) arrive nested; GitLab flattens them.
+                let mut lines = Vec::new();
+                for item in script {
+                    match item {
+                        Value::Sequence(inner) => {
+                            lines.extend(inner.iter().filter_map(Value::as_str))
+                        }
+                        other => lines.extend(other.as_str()),
+                    }
+                }
+                assert_shell_parses(&format!("GitLab job {job:?}"), &lines.join("\n"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} shell steps found");
+}
