@@ -1,0 +1,24 @@
+complete -c bg-detect-port -l site -d 'Site name: the symlink layout\'s files are sites-available/NAME_PORT' -r
+complete -c bg-detect-port -l blue-port -d 'The blue port (the target when nothing is active yet)' -r
+complete -c bg-detect-port -l green-port -d 'The green port' -r
+complete -c bg-detect-port -l sites-available -d 'Symlink layout: directory of the site files, one per port' -r
+complete -c bg-detect-port -l sites-enabled -d 'Symlink layout: directory nginx includes, holding the one enabled link' -r
+complete -c bg-detect-port -l upstream-file -d 'Managed layout: the include file holding `upstream NAME { ... }` and nothing else' -r
+complete -c bg-detect-port -l upstream-name -d 'Managed layout: the upstream\'s name' -r
+complete -c bg-detect-port -l host -d 'Act on this host over SSH instead of the local machine' -r
+complete -c bg-detect-port -l ssh-user -d 'SSH login name [default: the user in --host, else $USER]' -r
+complete -c bg-detect-port -l ssh-port -d 'SSH port (a :PORT in --host wins)' -r
+complete -c bg-detect-port -l identity -d 'Private key (its passphrase in BG_SSH_PASSPHRASE) [default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa]' -r -F
+complete -c bg-detect-port -l known-hosts -d 'Host keys to trust [default: ~/.ssh/known_hosts]' -r -F
+complete -c bg-detect-port -l host-key-check -d 'Unknown or changed host keys: refuse (strict), add unknown ones (accept-new), or do not check (off)' -r -f -a "strict\t'An unknown or changed key is refused'
+accept-new\t'An unknown key is added to the file; a changed one is refused'
+off\t'No check at all (a warning says so)'"
+complete -c bg-detect-port -l connect-timeout -d 'Limit for the TCP connect and the SSH handshake' -r
+complete -c bg-detect-port -l format -d 'Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines' -r -f -a "text\t'The one value a shell wants, or one human line'
+json\t'One JSON object on one line'
+env\t'`BG_KEY=value` lines, shell-safe'"
+complete -c bg-detect-port -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
+complete -c bg-detect-port -s v -l verbose -d 'Say more on stderr (-vv for even more)'
+complete -c bg-detect-port -s q -l quiet -d 'Say less on stderr (-qq: errors only)'
+complete -c bg-detect-port -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bg-detect-port -s V -l version -d 'Print version'

@@ -1,0 +1,26 @@
+complete -c bg-healthcheck -l url -d 'The URL to probe, http://HOST:PORT/PATH (e.g. http://10.0.0.5:8001/actuator/health)' -r
+complete -c bg-healthcheck -l expect-status -d 'Statuses that count as healthy: a list or ranges, e.g. 200,204,300-399' -r
+complete -c bg-healthcheck -l expect-body -d 'A regular expression the body must match, e.g. \'"status":"UP"\'' -r
+complete -c bg-healthcheck -l interval -d 'Time between two probes' -r
+complete -c bg-healthcheck -l timeout -d 'How long to wait for healthy in all' -r
+complete -c bg-healthcheck -l request-timeout -d 'Limit for one request, connect to last byte' -r
+complete -c bg-healthcheck -l successes -d 'Healthy answers needed in a row' -r
+complete -c bg-healthcheck -l watch-pid -d 'Fail at once when this process dies (on --host, or here)' -r
+complete -c bg-healthcheck -l log-file -d 'The app\'s log (on --host, or here): its last 50 lines are shown on failure' -r
+complete -c bg-healthcheck -l host -d 'Act on this host over SSH instead of the local machine' -r
+complete -c bg-healthcheck -l ssh-user -d 'SSH login name [default: the user in --host, else $USER]' -r
+complete -c bg-healthcheck -l ssh-port -d 'SSH port (a :PORT in --host wins)' -r
+complete -c bg-healthcheck -l identity -d 'Private key (its passphrase in BG_SSH_PASSPHRASE) [default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa]' -r -F
+complete -c bg-healthcheck -l known-hosts -d 'Host keys to trust [default: ~/.ssh/known_hosts]' -r -F
+complete -c bg-healthcheck -l host-key-check -d 'Unknown or changed host keys: refuse (strict), add unknown ones (accept-new), or do not check (off)' -r -f -a "strict\t'An unknown or changed key is refused'
+accept-new\t'An unknown key is added to the file; a changed one is refused'
+off\t'No check at all (a warning says so)'"
+complete -c bg-healthcheck -l connect-timeout -d 'Limit for the TCP connect and the SSH handshake' -r
+complete -c bg-healthcheck -l format -d 'Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines' -r -f -a "text\t'The one value a shell wants, or one human line'
+json\t'One JSON object on one line'
+env\t'`BG_KEY=value` lines, shell-safe'"
+complete -c bg-healthcheck -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
+complete -c bg-healthcheck -s v -l verbose -d 'Say more on stderr (-vv for even more)'
+complete -c bg-healthcheck -s q -l quiet -d 'Say less on stderr (-qq: errors only)'
+complete -c bg-healthcheck -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bg-healthcheck -s V -l version -d 'Print version'
