@@ -244,6 +244,54 @@ fn bad_input_is_exit_2() {
     }
 }
 
+/// A first deploy has no active port: `--protect-port "$BG_ACTIVE_PORT"` is
+/// then empty and protects nothing, while a bad port is still refused.
+#[test]
+fn an_empty_protected_port_protects_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = bg_deploy_tests::ClosedPort::new();
+    let port = closed.port.to_string();
+    let lock_dir = dir.path().to_str().unwrap();
+    let run = Bin::new("bg-stop-port")
+        .args([
+            "--port",
+            &port,
+            "--protect-port",
+            "",
+            "--lock-dir",
+            lock_dir,
+        ])
+        .run();
+    run.code(0);
+    let run = Bin::new("bg-stop-port")
+        .args(["--port", &port, "--lock-dir", lock_dir])
+        .env("BG_PROTECT_PORT", "")
+        .run();
+    run.code(0);
+    let run = Bin::new("bg-stop-port")
+        .args([
+            "--port",
+            &port,
+            "--protect-port",
+            "x",
+            "--lock-dir",
+            lock_dir,
+        ])
+        .run();
+    run.code(2);
+    let run = Bin::new("bg-stop-port")
+        .args([
+            "--port",
+            &port,
+            "--protect-port",
+            &port,
+            "--lock-dir",
+            lock_dir,
+        ])
+        .run();
+    run.code(3);
+}
+
 /// bg-ship and bg-stop-port take the same lock per port: one waits for the other.
 #[test]
 fn a_held_port_lock_is_exit_5_for_both_binaries() {

@@ -159,7 +159,7 @@ fn file_flag_reads_that_file() {
 
 #[test]
 fn plugin_versions_are_not_the_project_version() {
-    // The seed's regex printed 3.2.0 here.
+    // Only a plugin declares a version here: that is not the project's.
     let dir = project(&[(
         "build.gradle",
         "plugins {\n  id 'org.springframework.boot' version '3.2.0'\n}\n",

@@ -27,9 +27,10 @@ pub struct Cli {
     #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT")]
     pub port: u16,
 
-    /// Never stop this port (the active one): asking to is exit 3, nothing signalled. Repeatable
-    #[arg(long = "protect-port", env = "BG_PROTECT_PORT", value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
-    pub protect_ports: Vec<u16>,
+    /// Never stop this port (the active one): asking to is exit 3, nothing signalled. Repeatable;
+    /// an empty value protects nothing (a first deploy has no active port)
+    #[arg(long = "protect-port", env = "BG_PROTECT_PORT", value_parser = parse_protected_port, value_delimiter = ',', value_name = "PORT")]
+    pub protect_ports: Vec<Option<u16>>,
 
     /// First signal: TERM, INT, HUP, QUIT, USR1, USR2 or KILL (a SIG prefix or number is fine)
     #[arg(long, env = "BG_SIGNAL", default_value = "TERM", value_parser = parse_signal, value_name = "SIGNAL")]
@@ -55,6 +56,15 @@ pub struct Cli {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// A port, or nothing for an empty value: `--protect-port "$BG_ACTIVE_PORT"`
+/// works on a first deploy, when bg-detect-port found no active port.
+fn parse_protected_port(value: &str) -> Result<Option<u16>, String> {
+    match value.trim() {
+        "" => Ok(None),
+        port => parse_port(port).map(Some),
+    }
 }
 
 /// Why the port could not be freed.
@@ -142,7 +152,7 @@ impl bg_core::Tool for Cli {
     fn run(self) -> bg_core::Result<Report> {
         let port = self.port;
         // Before we even connect: a protected port is never touched.
-        if self.protect_ports.contains(&port) {
+        if self.protect_ports.contains(&Some(port)) {
             return Err(StopError::Protected { port }.into());
         }
         let host = self.host.connect()?;

@@ -1,5 +1,5 @@
 complete -c bg-stop-port -l port -d 'The port to free' -r
-complete -c bg-stop-port -l protect-port -d 'Never stop this port (the active one): asking to is exit 3, nothing signalled. Repeatable' -r
+complete -c bg-stop-port -l protect-port -d 'Never stop this port (the active one): asking to is exit 3, nothing signalled. Repeatable; an empty value protects nothing (a first deploy has no active port)' -r
 complete -c bg-stop-port -l signal -d 'First signal: TERM, INT, HUP, QUIT, USR1, USR2 or KILL (a SIG prefix or number is fine)' -r
 complete -c bg-stop-port -l grace -d 'How long to wait after the first signal before sending KILL' -r
 complete -c bg-stop-port -l timeout -d 'How long in all before giving up with exit 1 (the port still busy)' -r
