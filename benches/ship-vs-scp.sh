@@ -7,6 +7,13 @@
 #
 #   benches/ship-vs-scp.sh [SIZE_MIB] [REPETITIONS]      (defaults: 200 3)
 #
+# Every command over SSH starts the login user's shell, and bash reads
+# ~/.bashrc even for `ssh host CMD`; a heavy one (root's runs `pyenv init` on
+# our machines, 0.1 to 0.28 s) is paid once per command: once by scp, once
+# per step by bg-ship. As in deploy-vs-seed.sh, the throwaway sshd sets
+# SHLVL=1 so that bash skips it, as for a deploy user with a plain shell;
+# BG_BENCH_BASHRC=1 keeps it, to see that cost.
+#
 # Needs /usr/sbin/sshd, scp, ssh-keygen and GNU time (/usr/bin/time; Debian:
 # apt-get install time). Builds bg-ship in release mode first.
 set -euo pipefail
@@ -49,6 +56,7 @@ PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 AllowUsers $user
 Subsystem sftp internal-sftp
+$([ "${BG_BENCH_BASHRC:-0}" = 1 ] || echo "SetEnv SHLVL=1")
 CONFIG
   /usr/sbin/sshd -D -e -f "$work/sshd_config" 2> "$work/sshd.log" &
   sshd_pid=$!
