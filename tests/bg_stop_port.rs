@@ -4,30 +4,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bg_core::host::{Host, LocalHost};
-use bg_deploy_tests::{App, Bin, Sshd, app_jar, free_port, http_get, wait_for_port};
+use bg_deploy_tests::{App, Bin, app_jar, free_port, http_get, wait_for_port};
 
-/// Runs a scenario as `NAME::local` and `NAME::ssh`; it gets the host flags
-/// (none locally) and a temp dir.
-macro_rules! both_ways {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn local() {
-                let dir = tempfile::tempdir().unwrap();
-                ($body)(&[] as &[String], dir.path());
-            }
-
-            #[test]
-            fn ssh() {
-                let sshd = Sshd::start();
-                let dir = tempfile::tempdir().unwrap();
-                ($body)(&sshd.host_args(), dir.path());
-            }
-        }
-    };
-}
+use bg_deploy_tests::both_ways;
 
 fn stop(port: u16, dir: &Path, host_args: &[String]) -> Bin {
     Bin::new("bg-stop-port")

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use clap::{Command, CommandFactory};
-
 const PAGES: [(&str, &str); 4] = [
     ("docs/GUIDE.md", include_str!("../docs/GUIDE.md")),
     ("docs/migration.md", include_str!("../docs/migration.md")),
@@ -16,17 +14,6 @@ const PAGES: [(&str, &str); 4] = [
     ),
     ("README.md", include_str!("../README.md")),
 ];
-
-fn commands() -> Vec<Command> {
-    vec![
-        gradle_version::Cli::command(),
-        bg_detect_port::Cli::command(),
-        bg_stop_port::Cli::command(),
-        bg_ship::Cli::command(),
-        bg_healthcheck::Cli::command(),
-        bg_switch::Cli::command(),
-    ]
-}
 
 /// Code blocks as (info string, lines).
 fn code_blocks(page: &str) -> Vec<(String, Vec<&str>)> {
@@ -94,7 +81,7 @@ fn call_of(line: &str, name: &str) -> Option<usize> {
 
 #[test]
 fn every_flag_in_the_docs_exists() {
-    let commands = commands();
+    let commands = bg_deploy_tests::commands();
     let mut bad = BTreeSet::new();
     let mut checked = 0;
     for (page, text) in PAGES {

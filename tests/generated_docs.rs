@@ -7,24 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use bg_core::exit::Code;
-use clap::{Command, CommandFactory};
+use clap::Command;
 use clap_complete::Shell;
 use clap_mangen::roff::{Roff, bold, roman};
 
 const UPDATE_HINT: &str =
     "run `BG_UPDATE_DOCS=1 cargo test --test generated_docs` and commit the result";
-
-/// Every binary's `Command`, built from the same `Cli` its `main` parses.
-fn commands() -> Vec<Command> {
-    vec![
-        gradle_version::Cli::command(),
-        bg_detect_port::Cli::command(),
-        bg_stop_port::Cli::command(),
-        bg_ship::Cli::command(),
-        bg_healthcheck::Cli::command(),
-        bg_switch::Cli::command(),
-    ]
-}
 
 /// The exit codes of the contract, the same in every binary (bg_core::exit::Code).
 const EXIT_STATUS: [(Code, &str); 6] = [
@@ -77,7 +65,7 @@ fn man_page(cmd: &Command) -> Vec<u8> {
         "Every non-zero exit prints one line on stderr that says what happened and what to do next.",
     )]);
     roff.control("SH", ["SEE ALSO"]);
-    let others: Vec<String> = commands()
+    let others: Vec<String> = bg_deploy_tests::commands()
         .iter()
         .map(|c| c.get_name().to_string())
         .filter(|n| n != cmd.get_name())
@@ -96,7 +84,7 @@ fn man_page(cmd: &Command) -> Vec<u8> {
 /// (path relative to the repository, content) for every generated file.
 fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
-    for cmd in commands() {
+    for cmd in bg_deploy_tests::commands() {
         let name = cmd.get_name().to_string();
 
         let man = man_page(&cmd);

@@ -21,6 +21,47 @@ pub use net::{ClosedPort, free_port, http_get, wait_for_port};
 pub use nginx::Nginx;
 pub use sshd::{Sshd, keygen};
 
+#[doc(hidden)]
+pub use tempfile as __tempfile;
+
+/// Runs a scenario that drives a binary, once as `NAME::local` and once as
+/// `NAME::ssh`: the body gets the host flags (none locally, a fresh sshd's
+/// `host_args()` over SSH) and a temp dir.
+#[macro_export]
+macro_rules! both_ways {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn local() {
+                let dir = $crate::__tempfile::tempdir().unwrap();
+                ($body)(&[] as &[String], dir.path());
+            }
+
+            #[test]
+            fn ssh() {
+                let sshd = $crate::Sshd::start();
+                let dir = $crate::__tempfile::tempdir().unwrap();
+                ($body)(&sshd.host_args(), dir.path());
+            }
+        }
+    };
+}
+
+/// Every binary's clap `Command`, built from the same `Cli` its `main` parses.
+pub fn commands() -> Vec<clap::Command> {
+    use clap::CommandFactory;
+    vec![
+        gradle_version::Cli::command(),
+        bg_detect_port::Cli::command(),
+        bg_stop_port::Cli::command(),
+        bg_ship::Cli::command(),
+        bg_healthcheck::Cli::command(),
+        bg_switch::Cli::command(),
+    ]
+}
+
 /// Runs `program` with `args`, panicking with its stderr when it fails.
 pub fn sh(program: &str, args: &[&str]) -> String {
     let output = std::process::Command::new(program)
