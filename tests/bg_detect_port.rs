@@ -111,6 +111,29 @@ both_ways!(ambiguous_states_are_exit_3, |via: Via| {
     unsafe_state(&site, &["dangling symlink", "remove it"]);
 });
 
+both_ways!(
+    a_site_that_is_not_there_is_not_a_first_deploy,
+    |via: Via| {
+        // Nothing enabled and no site files: a mistyped --site or directory. An
+        // empty active port here would leave the live app unprotected.
+        let site = Site::new("dev", via);
+        std::fs::remove_file(site.available(site.blue)).unwrap();
+        std::fs::remove_file(site.available(site.green)).unwrap();
+        let run = site.detect(&[]);
+        run.code(3);
+        assert_eq!(run.stdout, "");
+        let line = run.error_line();
+        assert!(line.contains("no file of site dev"), "{line}");
+        assert!(line.contains("does not exist"), "{line}");
+        assert!(
+            line.contains(&format!("dev_{}", site.blue)),
+            "the hint names the file to create: {line}"
+        );
+        std::fs::remove_dir(&site.available_dir).unwrap();
+        site.detect(&[]).code(3);
+    }
+);
+
 both_ways!(the_managed_layout_reads_the_upstream_file, |via: Via| {
     let site = Site::new("dev", via);
     let file = site.nginx.path("conf.d/dev-upstream.conf");

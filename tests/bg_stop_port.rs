@@ -271,6 +271,36 @@ fn an_empty_protected_port_protects_nothing() {
     run.code(3);
 }
 
+/// CI templates write `BG_SUDO=${SUDO:-}`: an empty variable is as if unset,
+/// and a missing flag is named in the one error line.
+#[test]
+fn empty_variables_are_unset_and_missing_flags_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = bg_deploy_tests::ClosedPort::new();
+    let run = Bin::new("bg-stop-port")
+        .args([
+            "--port",
+            &closed.port.to_string(),
+            "--lock-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("BG_SUDO", "")
+        .env("BG_DRY_RUN", "")
+        .env("BG_FORMAT", "")
+        .env("BG_SSH_PORT", "")
+        .env("BG_HOST", "")
+        .run();
+    run.code(0);
+    let run = Bin::new("bg-stop-port").env("BG_PORT", "").run();
+    run.code(2);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.error_line().contains("not provided: --port <PORT>"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// bg-ship and bg-stop-port take the same lock per port: one waits for the other.
 #[test]
 fn a_held_port_lock_is_exit_5_for_both_binaries() {

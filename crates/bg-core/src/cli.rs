@@ -45,7 +45,7 @@ pub struct HostArgs {
     pub ssh_user: Option<String>,
 
     /// SSH port (a :PORT in --host wins)
-    #[arg(long, env = "BG_SSH_PORT", default_value_t = 22, value_name = "PORT")]
+    #[arg(long, env = "BG_SSH_PORT", default_value = "22", value_parser = parse_port, value_name = "PORT")]
     pub ssh_port: u16,
 
     /// Private key (its passphrase in BG_SSH_PASSPHRASE) [default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa]
@@ -96,6 +96,10 @@ impl HostArgs {
         options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
         options.port = self.ssh_port;
         options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
+        // A key file that is not there is bad input, whether or not the host answers.
+        if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
+            return Err(HostError::KeyMissing { path: key.clone() });
+        }
         options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
         options.known_hosts = self
             .known_hosts

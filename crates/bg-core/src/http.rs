@@ -95,6 +95,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
+    if uri.port_u16() == Some(0) {
+        return Err(format!("{url:?}: port 0 is not a port"));
+    }
     Ok(())
 }
 
@@ -179,6 +182,7 @@ mod tests {
         assert!(check_url("127.0.0.1:8000").is_err());
         assert!(check_url("http:///x").is_err());
         assert!(check_url("not a url").is_err());
+        assert!(check_url("http://127.0.0.1:0/").is_err());
     }
 
     #[test]

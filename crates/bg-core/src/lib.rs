@@ -41,6 +41,7 @@ pub trait Tool: clap::Parser {
 
 /// The whole `main` of every binary: parse, run, print, exit with the contract's code.
 pub fn main<T: Tool>() -> ExitCode {
+    forget_empty_variables();
     let name = T::command().get_name().to_string();
     let cli = match T::try_parse() {
         Ok(cli) => cli,
@@ -60,6 +61,20 @@ pub fn main<T: Tool>() -> ExitCode {
             report_failure(&name, failure.as_ref());
             failure.code().into()
         }
+    }
+}
+
+/// An empty `BG_*` variable counts as unset, for every flag alike: CI
+/// templates write `BG_WATCH_PID=$BG_PID` or `BG_SUDO=${SUDO:-}`, and an
+/// empty value there means "not given", not "a bad value".
+fn forget_empty_variables() {
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(key, value)| value.is_empty() && key.to_string_lossy().starts_with("BG_"))
+        .map(|(key, _)| key)
+        .collect();
+    for key in empty {
+        // SAFETY: called first thing in `main`, before any thread exists.
+        unsafe { std::env::remove_var(key) };
     }
 }
 
@@ -88,14 +103,20 @@ fn clap_exit(name: &str, error: clap::Error) -> ExitCode {
         }
         _ => {
             let rendered = error.render().to_string();
-            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-            let first = lines.next().unwrap_or("bad usage");
+            // The first paragraph says what is wrong, over several lines when
+            // clap lists the missing arguments; a later `tip:` says what to do.
+            let mut paragraphs = rendered
+                .split("\n\n")
+                .map(str::trim)
+                .filter(|p| !p.is_empty());
+            let first = paragraphs.next().unwrap_or("bad usage");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            let tip = lines
-                .find_map(|l| l.strip_prefix("tip: "))
-                .map(str::to_string)
+            let what = one_line(first);
+            let tip = paragraphs
+                .find_map(|p| p.strip_prefix("tip: "))
+                .map(one_line)
                 .unwrap_or_else(|| format!("see '{name} --help'"));
-            eprintln!("{name}: error: {first}; {tip}");
+            eprintln!("{name}: error: {what}; {tip}");
             Code::Usage.into()
         }
     }

@@ -27,6 +27,11 @@ fn emit(min: i8, kind: &str, message: &str) {
     let _ = writeln!(err, "{name}: {kind}{message}");
 }
 
+/// A duration for people: `2s 757ms`, not `2s 757ms 268us 196ns`.
+pub fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
 /// What happens, step by step; hidden by `-q`.
 pub fn info(message: &str) {
     emit(0, "", message);

@@ -2,7 +2,8 @@
 //!
 //! `env` lines must survive `source` in bash, `>> "$GITHUB_OUTPUT"` and GitLab
 //! dotenv reports. The last two take values literally, so a value that needs
-//! no quoting is written bare (ports, versions, pids always are) and only a
+//! no quoting is written bare (ports, versions, pids always are; a list is
+//! comma-separated) and only a
 //! value that would break a shell is single-quoted.
 
 use std::io::Write;
@@ -88,7 +89,7 @@ pub fn env_value(value: &Value) -> String {
                 other => other.to_string(),
             })
             .collect::<Vec<_>>()
-            .join(" "),
+            .join(","),
         other => other.to_string(),
     };
     let safe = plain
@@ -130,7 +131,7 @@ mod tests {
     fn env_values() {
         assert_eq!(env_value(&json!(null)), "");
         assert_eq!(env_value(&json!("1.2.3-SNAPSHOT")), "1.2.3-SNAPSHOT");
-        assert_eq!(env_value(&json!([123, 456])), "'123 456'");
+        assert_eq!(env_value(&json!([123, 456])), "123,456");
         assert_eq!(env_value(&json!("it's $(x)")), r"'it'\''s $(x)'");
     }
 }

@@ -41,6 +41,12 @@ impl bg_core::Tool for Cli {
         let state = layout::read_state(host.as_ref(), &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let active = state.active();
+        if active.is_none() && self.layout.managed_file().is_none() {
+            // Nothing enabled is a first deploy only when the site's files are
+            // there: a mistyped --site or directory is "layout not found", and
+            // an empty active port would leave the live app unprotected.
+            layout::available_for(host.as_ref(), &self.layout, self.layout.blue_port)?;
+        }
         let target = match active {
             Some(port) => self.layout.other(port),
             None => self.layout.blue_port,

@@ -79,7 +79,7 @@ fn parse_url(value: &str) -> Result<String, String> {
 /// Why the app is not healthy.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("{url} not healthy after {} ({attempts} attempts); last answer: {}", humantime::format_duration(*after), describe(last))]
+    #[error("{url} not healthy after {} ({attempts} attempts); last answer: {}", bg_core::log::duration(*after), describe(last))]
     Unhealthy {
         url: String,
         after: Duration,
@@ -88,7 +88,7 @@ pub enum HealthError {
         tail: Option<(String, String)>,
     },
 
-    #[error("the app (pid {pid}) died after {} ({attempts} attempts); last answer: {}", humantime::format_duration(*after), describe(last))]
+    #[error("the app (pid {pid}) died after {} ({attempts} attempts); last answer: {}", bg_core::log::duration(*after), describe(last))]
     Died {
         pid: u32,
         after: Duration,

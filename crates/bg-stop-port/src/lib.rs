@@ -80,7 +80,7 @@ pub enum StopError {
     )]
     Hidden { port: u16, hidden: usize },
 
-    #[error("port {port} is still busy after {}: {}", humantime::format_duration(*after), describe(listeners))]
+    #[error("port {port} is still busy after {}: {}", bg_core::log::duration(*after), describe(listeners))]
     StillBusy {
         port: u16,
         listeners: Vec<Listener>,
@@ -372,7 +372,7 @@ mod tests {
             },
         ];
         let env = report(8001, &listeners, "TERM", true, "stopped").render(bg_core::Format::Env);
-        assert!(env.contains("BG_STOPPED_PIDS='12 34'\n"), "{env}");
+        assert!(env.contains("BG_STOPPED_PIDS=12,34\n"), "{env}");
         let none = report(8001, &[], "TERM", false, "nothing listens on");
         assert!(
             none.render(bg_core::Format::Env)
