@@ -260,6 +260,7 @@ pub trait Host {
 const NOT_FOUND: i32 = 100;
 
 const READ_SCRIPT: &str = r#"# read a file
+if [ -d "$1" ]; then printf '%s is a directory, not a file\n' "$1" >&2; exit 1; fi
 if [ -e "$1" ]; then exec cat -- "$1"; fi
 if [ -L "$1" ]; then printf '%s is a dangling symlink\n' "$1" >&2; exit 1; fi
 exit 100
