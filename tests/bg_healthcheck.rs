@@ -226,6 +226,9 @@ fn bad_input_is_exit_2() {
         &["--url", "http://127.0.0.1/", "--expect-status", "2xx"][..],
         &["--url", "http://127.0.0.1/", "--expect-body", "(unclosed"][..],
         &["--url", "http://127.0.0.1/", "--timeout", "soon"][..],
+        &["--url", "http://127.0.0.1/", "--request-timeout", "0ms"][..],
+        &["--url", "http://127.0.0.1/", "--interval", "0s"][..],
+        &["--url", "http://127.0.0.1:0/"][..],
     ] {
         let run = Bin::new("bg-healthcheck").args(args).run();
         run.code(2);

@@ -155,6 +155,14 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (write it like 500ms, 10s or 2m)"))
 }
 
+/// A duration that must be more than zero (a request timeout, a poll interval).
+pub fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err(format!("{value:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
 /// A TCP port, 1 to 65535.
 pub fn parse_port(value: &str) -> Result<u16, String> {
     match value.trim().parse::<u16>() {
@@ -175,6 +183,12 @@ mod tests {
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_positive_duration("0ms").is_err());
+        assert_eq!(
+            parse_positive_duration("1ms").unwrap(),
+            Duration::from_millis(1)
+        );
     }
 
     #[test]

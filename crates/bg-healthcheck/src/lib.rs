@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bg_core::cli::{HostArgs, OutputArgs, parse_duration};
+use bg_core::cli::{HostArgs, OutputArgs, parse_duration, parse_positive_duration};
 use bg_core::host::Host;
 use bg_core::http::{Answer, Probe, StatusSet, check_url};
 use bg_core::{Code, Failure, Report};
@@ -42,7 +42,7 @@ pub struct Cli {
     pub expect_body: Option<Regex>,
 
     /// Time between two probes
-    #[arg(long, env = "BG_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "BG_INTERVAL", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub interval: Duration,
 
     /// How long to wait for healthy in all
@@ -50,7 +50,7 @@ pub struct Cli {
     pub timeout: Duration,
 
     /// Limit for one request, connect to last byte
-    #[arg(long, env = "BG_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "BG_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
 
     /// Healthy answers needed in a row
