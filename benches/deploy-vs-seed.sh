@@ -66,45 +66,11 @@ jar --create --file "$work/app.jar" --main-class TestApp -C "$work/classes" .
 java_opts="-XX:TieredStopAtLevel=1 -Xshare:auto -Xmx256m -Dapp.startDelay=$start_ms"
 printf "version = '1.0.0'\n" > "$work/build.gradle"
 
-# --- a throwaway sshd on loopback, as benches/ship-vs-scp.sh starts it -------
-user=$(id -un)
-ssh-keygen -q -t ed25519 -N '' -f "$work/host_ed25519"
-ssh-keygen -q -t ed25519 -N '' -f "$work/client_ed25519"
-cp "$work/client_ed25519.pub" "$work/authorized_keys"
-mkdir -p /run/sshd
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-  port=$(free_port)
-  cat > "$work/sshd_config" <<CONFIG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/host_ed25519
-AuthorizedKeysFile $work/authorized_keys
-PidFile $work/sshd.pid
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-AllowUsers $user
-Subsystem sftp internal-sftp
-$([ "${BG_BENCH_BASHRC:-0}" = 1 ] || echo "SetEnv SHLVL=1")
-CONFIG
-  /usr/sbin/sshd -D -e -f "$work/sshd_config" 2> "$work/sshd.log" &
-  sshd_pid=$!
-  for _ in $(seq 100); do
-    grep -q "Server listening" "$work/sshd.log" 2>/dev/null && break
-    kill -0 "$sshd_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  grep -q "Server listening" "$work/sshd.log" && break
-  kill "$sshd_pid" 2>/dev/null || true
-  sshd_pid=
-done
-[ -n "$sshd_pid" ] || { cat "$work/sshd.log" >&2; exit 1; }
+# --- a throwaway sshd on loopback (benches/sshd.sh) ---------------------------
+. "$root/benches/sshd.sh"
+start_sshd "$work"
 # The toolkit gets the host key pinned; the seed gets an empty known_hosts
 # and StrictHostKeyChecking=no, as it has in its pipeline.
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_ed25519.pub")" > "$work/known_hosts"
 : > "$work/seed_known_hosts"
 # What the seed's `ubuntu@host` means here: the same user, key and port for
 # ssh and scp, via a config file. Nothing else is set.
