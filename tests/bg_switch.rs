@@ -286,30 +286,38 @@ fn several_app_hosts_are_all_primary() {
     site.assert_serves("green");
 }
 
-both_ways!(two_runs_at_once_never_both_change, |via: Via| {
-    let site = running("dev", via, &[]);
+/// Starts a bg-switch to green whose test command sleeps `seconds` inside
+/// the site's lock, and returns once it is in there.
+fn switch_inside_its_lock(
+    site: &Site,
+    seconds: u32,
+    output: impl Fn() -> Stdio,
+) -> std::process::Child {
     let started = site.work.path().join("test-started");
-    // A slow test command keeps the first run inside its lock for a while.
     let slow = format!(
-        "touch '{}'; sleep 2; {}",
+        "touch '{}'; sleep {seconds}; {}",
         started.display(),
         site.nginx.test_cmd()
     );
-    let mut first = site
+    let child = site
         .switch_bin(site.green, &["--test-cmd", &slow])
         .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !started.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first run never reached its test"
-        );
+        assert!(Instant::now() < deadline, "the run never reached its test");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+both_ways!(two_runs_at_once_never_both_change, |via: Via| {
+    let site = running("dev", via, &[]);
+    // A slow test command keeps the first run inside its lock for a while.
+    let mut first = switch_inside_its_lock(&site, 2, Stdio::piped);
     // Short patience: exit 5, naming the holder, nothing changed.
     let busy = site.switch(site.green, &["--lock-timeout", "300ms"]);
     busy.code(5);
@@ -387,27 +395,7 @@ fn error_lines_are_stable() {
 
 both_ways!(a_killed_holder_leaves_no_lock, |via: Via| {
     let site = running("dev", via, &[]);
-    let started = site.work.path().join("test-started");
-    let doomed = format!(
-        "touch '{}'; sleep 20; {}",
-        started.display(),
-        site.nginx.test_cmd()
-    );
-    let mut holder = site
-        .switch_bin(site.green, &["--test-cmd", &doomed])
-        .command()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !started.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the holder never reached its test"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut holder = switch_inside_its_lock(&site, 20, Stdio::null);
     holder.kill().unwrap(); // SIGKILL: no destructor, no cleanup
     holder.wait().unwrap();
     // The killed run left the files switched but nginx not reloaded; the
