@@ -22,6 +22,19 @@ impl Drop for Reap {
     }
 }
 
+/// The app a successful `--format env` run started: killed when the guard
+/// drops, and answering on `port` by the time this returns.
+fn serving(run: &Run, port: u16) -> Reap {
+    let pid: u32 = env_value(run, "BG_PID").parse().unwrap();
+    let reap = Reap(pid);
+    assert!(
+        wait_for_port(port, Duration::from_secs(30)),
+        "{}",
+        run.stderr
+    );
+    reap
+}
+
 fn ship(artifact: &Path, deploy: &Path, port: u16, dir: &Path, host_args: &[String]) -> Bin {
     Bin::new("bg-ship")
         .args(["--artifact", artifact.to_str().unwrap()])
@@ -68,14 +81,9 @@ both_ways!(
             .args(["--profile", "dev", "--format", "env"])
             .run();
         run.code(0);
-        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
-        let _reap = Reap(pid);
         // bg-ship (and its SSH session) ended; the app did not.
-        assert!(
-            wait_for_port(port, Duration::from_secs(30)),
-            "{}",
-            run.stderr
-        );
+        let app = serving(&run, port);
+        let pid = app.0;
         assert!(alive(pid));
         assert_eq!(session_of(pid), pid, "the app is not in its own session");
         assert_eq!(http_get(port, "/version").unwrap(), (200, "1.2.3\n".into()));
@@ -180,13 +188,8 @@ both_ways!(
             .current_dir(dir)
             .run();
         run.code(0);
-        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
-        let _reap = Reap(pid);
-        assert!(
-            wait_for_port(port, Duration::from_secs(30)),
-            "{}",
-            run.stderr
-        );
+        let app = serving(&run, port);
+        let pid = app.0;
         let (_, seen) = http_get(port, "/version").unwrap();
         assert_eq!(seen.trim_end(), version);
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
@@ -225,13 +228,7 @@ both_ways!(
             .args(["--format", "env"])
             .run();
         run.code(0);
-        let pid: u32 = env_value(&run, "BG_PID").parse().unwrap();
-        let _reap = Reap(pid);
-        assert!(
-            wait_for_port(port, Duration::from_secs(30)),
-            "{}",
-            run.stderr
-        );
+        let _app = serving(&run, port);
         let (_, root) = http_get(port, "/").unwrap();
         assert!(root.contains("version=tpl"), "{root}");
         assert!(root.contains(&format!("profile={cmd}")), "{root}");
