@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
-use bg_core::host::{Host, Input, holder_description};
+use bg_core::host::{Host, holder_description};
 use bg_core::{Cmd, Code, Failure, HostError, Report, UsageError};
 use clap::Parser;
 use sha2::Digest;
@@ -467,25 +467,20 @@ impl Cli {
         ));
         let started = Instant::now();
         let mut progress = Progress::new(len);
-        let mut file =
-            std::fs::File::open(&self.artifact).map_err(|source| ShipError::Artifact {
-                path: self.artifact.clone(),
-                source,
-            })?;
         let cmd = Cmd::script(
             &with_sha256("receive, verify and rename", RECEIVE_SCRIPT),
             &[partial, remote, local_hash],
         );
-        let output = host.exec(
-            &cmd,
-            Input::Stream {
-                reader: &mut file,
-                len,
-                progress: &mut |n| progress.update(n),
-            },
-        );
+        let output = host.exec_with_file(&cmd, &self.artifact, &mut |n| progress.update(n));
         progress.finish();
-        let output = output?;
+        let output = output.map_err(|e| -> Box<dyn Failure> {
+            match e {
+                HostError::LocalFile { path, source } => {
+                    ShipError::Artifact { path, source }.into()
+                }
+                other => other.into(),
+            }
+        })?;
         if output.code == Some(MISMATCH) && output.signal.is_none() {
             return Err(ShipError::Checksum {
                 path: partial.to_string(),

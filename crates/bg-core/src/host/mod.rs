@@ -179,22 +179,34 @@ pub trait Host {
         remote_path: &str,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), HostError> {
+        let cmd = Cmd::script(RECEIVE_SCRIPT, &[remote_path]);
+        let output = self.exec_with_file(&cmd, local, progress)?;
+        self.check(&cmd, output).map(drop)
+    }
+
+    /// Runs `cmd` with a local file streamed to its stdin (`progress` sees
+    /// the bytes sent so far) and returns its output whatever its status:
+    /// for receivers that do more than store the bytes.
+    fn exec_with_file(
+        &self,
+        cmd: &Cmd,
+        local: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Output, HostError> {
         let local_error = |source| HostError::LocalFile {
             path: local.to_path_buf(),
             source,
         };
         let mut file = std::fs::File::open(local).map_err(local_error)?;
         let len = file.metadata().map_err(local_error)?.len();
-        let cmd = Cmd::script(RECEIVE_SCRIPT, &[remote_path]);
-        let output = self.exec(
-            &cmd,
+        self.exec(
+            cmd,
             Input::Stream {
                 reader: &mut file,
                 len,
                 progress,
             },
-        )?;
-        self.check(&cmd, output).map(drop)
+        )
     }
 
     /// The file's sha256 as lowercase hex, or `None` when it does not exist.
