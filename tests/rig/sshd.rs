@@ -49,6 +49,12 @@ const SSHD: &str = "/usr/sbin/sshd";
 impl Sshd {
     /// Starts a server; panics with its log when it cannot.
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// Starts a server with `extra` lines at the end of its config
+    /// (`Ciphers aes128-ctr\n`, say).
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (.ci/run does)"
@@ -84,7 +90,7 @@ impl Sshd {
                      PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
                      AllowUsers {user}\nMaxStartups 100\nMaxAuthTries 10\nLogLevel VERBOSE\n\
-                     Subsystem sftp internal-sftp\n",
+                     Subsystem sftp internal-sftp\n{extra}",
                     host_key = host_key.display(),
                     dir = dir.path().display(),
                 ),
