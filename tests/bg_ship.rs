@@ -133,6 +133,28 @@ both_ways!(
 );
 
 both_ways!(
+    a_different_file_under_the_name_is_replaced,
+    |host_args: &[String], dir: &Path| {
+        let deploy = dir.join("deploy");
+        std::fs::create_dir_all(&deploy).unwrap();
+        let jar = std::fs::read(app_jar()).unwrap();
+        let sha256 = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&jar));
+        let mut same_size = jar.clone();
+        same_size[100] ^= 0xff;
+        for stale in [same_size, b"short".to_vec()] {
+            std::fs::write(deploy.join("app.jar"), &stale).unwrap();
+            let run = ship(app_jar(), &deploy, free_port(), dir, host_args)
+                .args(["--no-start", "--format", "env"])
+                .run();
+            run.code(0);
+            assert_eq!(env_value(&run, "BG_SENT"), "true");
+            assert_eq!(env_value(&run, "BG_SHA256"), sha256);
+            assert!(std::fs::read(deploy.join("app.jar")).unwrap() == jar);
+        }
+    }
+);
+
+both_ways!(
     a_crash_at_start_fails_with_the_log,
     |host_args: &[String], dir: &Path| {
         let deploy = dir.join("deploy");
@@ -338,6 +360,45 @@ fn bad_input_is_exit_2_and_changes_nothing() {
     let run = ship(jar, &deploy, 0, dir.path(), &[]).run();
     run.code(2);
     assert!(!deploy.exists());
+}
+
+/// The host's checksum tool is made to lie, as a damaged arrival would
+/// look: the upload is removed, nothing is under the real name, nothing
+/// starts. (Locally only: the comparison is ours, the same for both ways,
+/// and PATH is ours to change only here.)
+#[test]
+fn a_damaged_arrival_is_removed_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    let openssl = fake.join("openssl");
+    std::fs::write(
+        &openssl,
+        "#!/bin/sh\ncat > /dev/null\necho 0000000000000000000000000000000000000000000000000000000000000000 '*stdin'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &openssl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let deploy = dir.path().join("deploy");
+    let port = free_port();
+    let run = ship(app_jar(), &deploy, port, dir.path(), &[])
+        .args(["--java-opts", FAST])
+        .env("PATH", path)
+        .run();
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("arrived damaged"), "{line}");
+    assert!(line.contains("0000000000000000"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(&deploy)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // No jar, no partial file, and no pid or log file: nothing started.
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
