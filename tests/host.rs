@@ -328,3 +328,70 @@ fn a_command_past_its_timeout_fails() {
         assert_eq!(err.code(), Code::Failed);
     }
 }
+
+/// The shells of a watch of `pid`: their command line has the script's
+/// title and `pid` as an argument of its own (`sh -c SCRIPT sh PID 0.1`, or
+/// that whole line as one argument of the login shell over SSH).
+fn watchers_of(pid: u32) -> Vec<u32> {
+    let arg = pid.to_string();
+    let tail = format!(" {pid} 0.1");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let Ok(raw) = std::fs::read(format!("/proc/{p}/cmdline")) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(&raw);
+            text.contains("# watch a process")
+                && text.split('\0').any(|a| a == arg || a.ends_with(&tail))
+        })
+        .collect()
+}
+
+/// Waits up to five seconds for the watch of `pid` to be gone.
+fn no_watchers_of(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if watchers_of(pid).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+both_ways!(
+    a_watch_sees_a_process_end_even_unreaped,
+    |host: &dyn Host, _dir: &Path| {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut watch = bg_core::proc::watch(host, child.id()).unwrap();
+        assert!(!watch.gone(Duration::from_millis(300)).unwrap());
+        assert!(!watch.gone(Duration::ZERO).unwrap());
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, which is no live process.
+        let killed = Instant::now();
+        assert!(watch.gone(Duration::from_secs(10)).unwrap());
+        assert!(
+            killed.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            killed.elapsed()
+        );
+        child.wait().unwrap();
+    }
+);
+
+both_ways!(
+    a_dropped_watch_leaves_nothing_running,
+    |host: &dyn Host, _dir: &Path| {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut watch = bg_core::proc::watch(host, child.id()).unwrap();
+        assert!(!watch.gone(Duration::from_millis(200)).unwrap());
+        let pid = child.id();
+        assert!(!watchers_of(pid).is_empty(), "the watch is not running");
+        drop(watch);
+        assert!(no_watchers_of(pid), "left running: {:?}", watchers_of(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+);

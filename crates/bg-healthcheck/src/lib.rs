@@ -183,6 +183,9 @@ impl bg_core::Tool for Cli {
             None
         };
         let host = host.as_deref();
+        // From the first wait on, one command on the host watches the
+        // process, and a death ends the wait at once, not at the next probe.
+        let mut watch: Option<bg_core::proc::Watch> = None;
         let probe = Probe::new(self.request_timeout);
         let start = Instant::now();
         let deadline = start + self.timeout;
@@ -225,20 +228,32 @@ impl bg_core::Tool for Cli {
                         .field("URL", self.url.clone()),
                 );
             }
-            if let (Some(pid), Some(host)) = (self.watch_pid, host)
-                && !bg_core::proc::alive(host, pid)?
-            {
+            let now = Instant::now();
+            let next = (asked + self.interval).min(deadline);
+            let wait = next.saturating_duration_since(now);
+            let gone = match (self.watch_pid, host) {
+                (Some(pid), Some(host)) => {
+                    if watch.is_none() {
+                        watch = Some(bg_core::proc::watch(host, pid)?);
+                    }
+                    watch.as_mut().expect("just started").gone(wait)?
+                }
+                _ => {
+                    std::thread::sleep(wait);
+                    false
+                }
+            };
+            if gone {
                 return Err(HealthError::Died {
-                    pid,
+                    pid: self.watch_pid.unwrap_or_default(),
                     after: rounded(start.elapsed()),
                     attempts,
                     last: answer,
-                    tail: self.tail(host.into()),
+                    tail: self.tail(host),
                 }
                 .into());
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(HealthError::Unhealthy {
                     url: self.url.clone(),
                     after: rounded(start.elapsed()),
@@ -248,8 +263,6 @@ impl bg_core::Tool for Cli {
                 }
                 .into());
             }
-            let next = (asked + self.interval).min(deadline);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
     }
 }

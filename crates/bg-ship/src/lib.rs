@@ -175,9 +175,6 @@ impl Failure for ShipError {
     }
 }
 
-/// How often a starting process is looked at.
-const POLL: Duration = Duration::from_millis(100);
-
 /// How many log lines a failed start shows.
 const TAIL_LINES: usize = 50;
 
@@ -570,23 +567,19 @@ fn start(
 /// Watches the new process for `within`: gone by then is a failed start.
 fn settle(host: &dyn Host, pid: u32, within: Duration, log: &str) -> Result<(), Box<dyn Failure>> {
     let start = Instant::now();
-    loop {
-        if !bg_core::proc::alive(host, pid)? {
-            let tail = bg_core::proc::tail(host, log, TAIL_LINES)
-                .unwrap_or_else(|e: HostError| Some(format!("(cannot read the log: {e})")));
-            return Err(ShipError::Died {
-                pid,
-                within: Duration::from_millis(start.elapsed().as_millis() as u64),
-                log: log.to_string(),
-                tail,
-            }
-            .into());
-        }
-        if start.elapsed() >= within {
-            return Ok(());
-        }
-        std::thread::sleep(POLL.min(within.saturating_sub(start.elapsed())));
+    let mut watch = bg_core::proc::watch(host, pid)?;
+    if !watch.gone(within.saturating_sub(start.elapsed()))? {
+        return Ok(());
     }
+    let tail = bg_core::proc::tail(host, log, TAIL_LINES)
+        .unwrap_or_else(|e: HostError| Some(format!("(cannot read the log: {e})")));
+    Err(ShipError::Died {
+        pid,
+        within: Duration::from_millis(start.elapsed().as_millis() as u64),
+        log: log.to_string(),
+        tail,
+    }
+    .into())
 }
 
 #[cfg(test)]

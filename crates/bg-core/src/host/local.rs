@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Host, Input, Lock, Output};
+use super::{Host, Input, Line, Output, Running};
 use crate::cmd::Cmd;
 use crate::error::HostError;
 
@@ -92,32 +92,46 @@ impl Host for LocalHost {
         })
     }
 
-    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
+    fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError> {
         let mut child = self.spawn(cmd, Stdio::piped())?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
+        let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
         });
-        let line = rx.recv_timeout(wait).unwrap_or_default();
         let stdin = child.stdin.take();
-        let lock = Lock {
-            _release: Box::new(HeldChild { child, stdin }),
-            path: cmd.to_string(),
-        };
-        Ok((line.trim_end().to_string(), lock))
+        Ok(Box::new(RunningChild {
+            child,
+            stdin,
+            lines,
+        }))
     }
 }
 
-/// Ends the holding process: closing its stdin makes it exit.
-struct HeldChild {
+/// A child left running; closing its stdin makes our scripts exit.
+struct RunningChild {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// Its stdout, a line at a time; disconnected at the end.
+    lines: mpsc::Receiver<String>,
 }
 
-impl Drop for HeldChild {
+impl Running for RunningChild {
+    fn line(&mut self, wait: Duration) -> Result<Line, HostError> {
+        Ok(match self.lines.recv_timeout(wait) {
+            Ok(line) => Line::Line(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => Line::NotYet,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Line::Ended,
+        })
+    }
+}
+
+impl Drop for RunningChild {
     fn drop(&mut self) {
         drop(self.stdin.take());
         if wait(&mut self.child, Some(Duration::from_secs(5))).is_none() {

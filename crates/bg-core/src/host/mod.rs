@@ -93,6 +93,26 @@ impl std::fmt::Debug for Lock {
     }
 }
 
+/// What a command left running has printed so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Its next line, without the newline.
+    Line(String),
+    /// No new line within the wait.
+    NotYet,
+    /// It ended, and printed no line we have not seen.
+    Ended,
+}
+
+/// A command left running, its stdin held open until this drops: our
+/// scripts that wait (a lock, a watch) end then, and so they do when we are
+/// killed, because the pipe or channel closes with us.
+pub trait Running: Send {
+    /// The next line the command prints, waiting up to `wait` for one
+    /// (`Duration::ZERO`: only look).
+    fn line(&mut self, wait: Duration) -> Result<Line, HostError>;
+}
+
 /// A machine we run commands on.
 pub trait Host {
     /// `local` or `user@host:port`, for messages.
@@ -105,9 +125,24 @@ pub trait Host {
     /// and stderr together so that neither can fill up and stall the other.
     fn exec(&self, cmd: &Cmd, input: Input<'_>) -> Result<Output, HostError>;
 
+    /// Starts `cmd` and returns at once, leaving it running (see [`Running`]).
+    fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError>;
+
     /// Starts `cmd` (one of [`LOCK_SCRIPT`]'s runs) and returns once its first
-    /// stdout line arrives, keeping it running until the returned guard drops.
-    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError>;
+    /// stdout line arrives (or `wait` passes: an empty line), keeping it
+    /// running until the returned guard drops.
+    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
+        let mut running = self.start(cmd)?;
+        let line = match running.line(wait)? {
+            Line::Line(line) => line,
+            Line::NotYet | Line::Ended => String::new(),
+        };
+        let lock = Lock {
+            _release: Box::new(running),
+            path: cmd.to_string(),
+        };
+        Ok((line, lock))
+    }
 
     /// Runs a command and returns its output whatever its status.
     fn run(&self, cmd: &Cmd) -> Result<Output, HostError> {

@@ -17,7 +17,7 @@ use ssh2::{BlockDirections, Channel, ErrorCode, HostKeyType, MethodType, Session
 use super::known_hosts::{self, HostKeyCheck, KnownHosts, Verdict};
 use super::local::CHUNK;
 use super::target::{Target, known_hosts_name};
-use super::{Host, Input, Lock, Output};
+use super::{Host, Input, Line, Output, Running};
 use crate::cmd::Cmd;
 use crate::error::HostError;
 
@@ -651,54 +651,74 @@ impl Host for SshHost {
         })
     }
 
-    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
-        let inner = &*self.inner;
+    fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError> {
         let line = cmd.to_shell_line(self.sudo)?;
-        let deadline = Instant::now() + wait;
-        let mut channel = inner.open(&line)?;
-        let mut stdout = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while !stdout.contains(&b'\n') && !channel.eof() && Instant::now() < deadline {
-            let moved = drain(&mut channel, &mut stdout, &mut buf).map_err(|source| {
-                HostError::Transport {
-                    target: inner.name.clone(),
-                    during: "taking a lock",
-                    source,
-                }
-            })?;
-            if !moved {
-                inner.wait(Some(deadline));
-            }
-        }
-        let text = String::from_utf8_lossy(&stdout);
-        let first = text.lines().next().unwrap_or("").to_string();
-        let lock = Lock {
-            _release: Box::new(HeldChannel {
-                channel,
-                inner: Arc::clone(&self.inner),
-            }),
-            path: cmd.to_string(),
-        };
-        Ok((first, lock))
+        crate::log::debug(&format!("{}: {line}", self.inner.name));
+        let channel = self.inner.open(&line)?;
+        Ok(Box::new(RunningChannel {
+            channel,
+            inner: Arc::clone(&self.inner),
+            stdout: Vec::new(),
+        }))
     }
 }
 
-/// A channel whose remote process holds a lock until we close its stdin.
-struct HeldChannel {
+/// A channel left running; sending EOF on it makes our scripts exit.
+struct RunningChannel {
     channel: Channel,
     inner: Arc<Inner>,
+    /// What came and is not yet a whole line.
+    stdout: Vec<u8>,
 }
 
-impl Drop for HeldChannel {
+impl Running for RunningChannel {
+    fn line(&mut self, wait: Duration) -> Result<Line, HostError> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = self.stdout.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.stdout.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line[..end]).into_owned();
+                return Ok(Line::Line(text));
+            }
+            let moved = drain(&mut self.channel, &mut self.stdout, &mut buf).map_err(|source| {
+                HostError::Transport {
+                    target: self.inner.name.clone(),
+                    during: "reading a running command",
+                    source,
+                }
+            })?;
+            // Its stderr is not ours to show, but must not fill the window.
+            let mut sink = Vec::new();
+            let _ = drain(&mut self.channel.stderr(), &mut sink, &mut buf);
+            if moved {
+                continue;
+            }
+            if self.channel.eof() {
+                if self.stdout.is_empty() {
+                    return Ok(Line::Ended);
+                }
+                let rest = std::mem::take(&mut self.stdout);
+                return Ok(Line::Line(String::from_utf8_lossy(&rest).into_owned()));
+            }
+            if Instant::now() >= deadline {
+                return Ok(Line::NotYet);
+            }
+            self.inner.wait(Some(deadline));
+        }
+    }
+}
+
+impl Drop for RunningChannel {
     fn drop(&mut self) {
         let deadline = Some(Instant::now() + Duration::from_secs(5));
         let channel = &mut self.channel;
         let _ = self
             .inner
-            .again("releasing a lock", deadline, || channel.send_eof());
+            .again("ending a command", deadline, || channel.send_eof());
         let _ = self
             .inner
-            .again("releasing a lock", deadline, || channel.wait_close());
+            .again("ending a command", deadline, || channel.wait_close());
     }
 }
 
