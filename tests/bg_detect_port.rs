@@ -167,6 +167,17 @@ both_ways!(the_managed_layout_reads_the_upstream_file, |via: Via| {
             .error_line()
             .contains("no \"upstream app\" block")
     );
+
+    // A directory where the file should be is a layout to fix, not a crash.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let dir = site.detect(&args);
+    dir.code(3);
+    assert!(
+        dir.error_line().contains("is a directory"),
+        "{}",
+        dir.stderr
+    );
 });
 
 both_ways!(hostile_site_names_reach_no_shell, |via: Via| {

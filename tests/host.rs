@@ -175,8 +175,53 @@ both_ways!(
             .write_file_atomic(missing_dir.to_str().unwrap(), b"x", 0o644, false)
             .unwrap_err();
         assert_eq!(err.code(), Code::Failed);
+        let err = host.read_file(dir.to_str().unwrap(), false).unwrap_err();
+        assert!(matches!(err, HostError::NotAFile { .. }), "{err}");
     }
 );
+
+/// The temporary file of an atomic write is a dot file, which nginx's
+/// `include dir/*;` does not match: seen through a `chmod` that records
+/// what it is given (the script runs it on the temporary file).
+#[test]
+fn an_atomic_write_stages_in_a_dot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("chmod.log");
+    let chmod = bin.join("chmod");
+    std::fs::write(
+        &chmod,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$2\" >> '{}'\nexec /bin/chmod \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&chmod, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = dir.path().join("sites-enabled");
+    std::fs::create_dir(&conf).unwrap();
+    let target = conf.join("upstream.conf");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut child = Command::new("sh")
+        .args(["-c", bg_core::host::WRITE_SCRIPT, "sh"])
+        .args([target.to_str().unwrap(), "644"])
+        .env("PATH", path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"x\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let staged = std::fs::read_to_string(&log).unwrap_or_default();
+    let staged = staged.trim();
+    assert!(!staged.is_empty(), "chmod was not called");
+    let name = Path::new(staged).file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with(".upstream.conf.bg-tmp."), "{staged}");
+    assert_eq!(Path::new(staged).parent(), Some(conf.as_path()));
+    assert_eq!(std::fs::read(&target).unwrap(), b"x\n");
+}
 
 both_ways!(
     uploads_arrive_intact_with_progress,

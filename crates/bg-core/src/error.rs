@@ -145,6 +145,9 @@ pub enum HostError {
 
     #[error("permission denied on {host}: {what}")]
     Permission { host: String, what: String },
+
+    #[error("{path} on {host} is a directory, not a file")]
+    NotAFile { host: String, path: String },
 }
 
 impl Failure for HostError {
@@ -166,7 +169,8 @@ impl Failure for HostError {
             | HostError::LocalFile { .. }
             | HostError::Command { .. }
             | HostError::Timeout { .. }
-            | HostError::Permission { .. } => Code::Failed,
+            | HostError::Permission { .. }
+            | HostError::NotAFile { .. } => Code::Failed,
             HostError::Busy { .. } => Code::Busy,
         }
     }
@@ -199,6 +203,7 @@ impl Failure for HostError {
                 humantime::format_duration(*waited)
             ),
             HostError::Permission { .. } => "run with --sudo (sudo -n must be allowed for this user) or as the owner".into(),
+            HostError::NotAFile { .. } => "check the path: a file is expected there".into(),
         })
     }
 

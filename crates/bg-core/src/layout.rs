@@ -358,10 +358,20 @@ pub fn port_of(args: &LayoutArgs, what: &str, route: &Route) -> Result<u16, Layo
     }
 }
 
-fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>, HostError> {
-    Ok(host
-        .read_file(path, true)?
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+/// A file of the layout, or `None` when nothing is there. A directory in
+/// its place is a layout problem (exit 3), not a failed command.
+fn read_layout_file(host: &dyn Host, path: &str) -> Result<Option<Vec<u8>>, LayoutError> {
+    host.read_file(path, true).map_err(|e| match e {
+        HostError::NotAFile { path, .. } => LayoutError::unsafe_state(
+            format!("{path} is a directory, where a site or upstream file should be"),
+            "check the path flags (--sites-available, --sites-enabled, --upstream-file)",
+        ),
+        other => other.into(),
+    })
+}
+
+fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>, LayoutError> {
+    Ok(read_layout_file(host, path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Reads a site file's route, refusing what it cannot understand.
@@ -482,7 +492,7 @@ fn read_symlink(host: &dyn Host, args: &LayoutArgs) -> Result<State, LayoutError
 }
 
 fn read_managed(host: &dyn Host, args: &LayoutArgs, path: &str) -> Result<State, LayoutError> {
-    let Some(bytes) = host.read_file(path, true)? else {
+    let Some(bytes) = read_layout_file(host, path)? else {
         return Ok(State::Managed {
             path: path.to_string(),
             contents: None,

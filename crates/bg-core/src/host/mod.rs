@@ -182,6 +182,12 @@ pub trait Host {
         if output.code == Some(NOT_FOUND) && output.signal.is_none() {
             return Ok(None);
         }
+        if output.code == Some(NOT_A_FILE) && output.signal.is_none() {
+            return Err(HostError::NotAFile {
+                host: self.name().to_string(),
+                path: path.to_string(),
+            });
+        }
         Ok(Some(self.check(&cmd, output)?.stdout))
     }
 
@@ -306,15 +312,24 @@ pub trait Host {
 /// Exit status our scripts use for "no such file".
 const NOT_FOUND: i32 = 100;
 
+/// Exit status of [`READ_SCRIPT`] for a directory where a file should be.
+const NOT_A_FILE: i32 = 101;
+
 const READ_SCRIPT: &str = r#"# read a file
-if [ -d "$1" ]; then printf '%s is a directory, not a file\n' "$1" >&2; exit 1; fi
+if [ -d "$1" ]; then printf '%s is a directory, not a file\n' "$1" >&2; exit 101; fi
 if [ -e "$1" ]; then exec cat -- "$1"; fi
 if [ -L "$1" ]; then printf '%s is a dangling symlink\n' "$1" >&2; exit 1; fi
 exit 100
 "#;
 
-const WRITE_SCRIPT: &str = r#"# write a file atomically
-tmp="$1.bg-tmp.$$"
+/// The temporary file is a dot file beside the target: a managed upstream
+/// file may live in a directory nginx includes with `*`, which matches no
+/// dot file, so a reload that races the write never reads it.
+pub const WRITE_SCRIPT: &str = r#"# write a file atomically
+case $1 in
+  */*) tmp="${1%/*}/.${1##*/}.bg-tmp.$$" ;;
+  *) tmp=".$1.bg-tmp.$$" ;;
+esac
 if cat > "$tmp" && chmod "$2" "$tmp" && mv -f -- "$tmp" "$1"; then exit 0; fi
 rm -f -- "$tmp"
 exit 1
