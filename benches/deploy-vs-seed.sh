@@ -236,7 +236,7 @@ eval "\$($bin/bg-ship --artifact $work/jars/app-\$BUILD_NUMBER.jar --deploy-path
 $bin/bg-healthcheck --url "http://127.0.0.1:\$TARGET/actuator/health" --interval 100ms \\
   --timeout 60s --watch-pid "\$BG_PID" --log-file "\$BG_LOG_FILE" -q; step bg-healthcheck
 $bin/bg-switch --port "\$TARGET" --test-cmd "$nginx_base -t -q" \\
-  --reload-cmd "$nginx_base -s reload" --history-file $work/history.jsonl "\${lock[@]}" -q; step bg-switch
+  --reload-cmd "$nginx_base -s reload" --nginx-pid-file $ng/nginx.pid --history-file $work/history.jsonl "\${lock[@]}" -q; step bg-switch
 TOOLKIT
 
 deploy() { # seed|toolkit N -> wall seconds; checks nginx then serves build N

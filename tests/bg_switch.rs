@@ -181,6 +181,57 @@ both_ways!(a_failing_verify_url_switches_back, |via: Via| {
     assert_eq!(site.history_lines()[0]["result"], "rolled back");
 });
 
+both_ways!(a_reload_that_does_not_take_effect_is_undone, |via: Via| {
+    let site = running("dev", via, &[]);
+    // The reload command says 0 and does nothing, as a master that cannot
+    // load the configuration (a port it cannot bind) keeps its old workers.
+    let run = site.switch(
+        site.green,
+        &["--reload-cmd", "true", "--reload-timeout", "1s"],
+    );
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("did not take the configuration"), "{line}");
+    assert!(line.contains("no new worker processes"), "{line}");
+    assert_eq!(site.enabled_port(), site.blue);
+    site.assert_serves("blue");
+    assert_eq!(site.history_lines()[0]["result"], "rolled back");
+});
+
+both_ways!(
+    an_asynchronous_reload_is_waited_for_before_verifying,
+    |via: Via| {
+        // Green answers its health with 503. The reload command returns at once
+        // and nginx reloads 1.5 s later, as after `systemctl reload nginx` on a
+        // busy host: until then the old workers serve blue, whose health is 200.
+        // Verifying before the new workers run would pass on blue's answers.
+        let site = running("dev", via, &[("app.unhealthy", "true")]);
+        let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+        let later = format!(
+            "(sleep 1.5; {}) >/dev/null 2>&1 </dev/null &",
+            site.reload_cmd()
+        );
+        let run = site.switch(
+            site.green,
+            &[
+                "--reload-cmd",
+                &later,
+                "--verify-url",
+                &url,
+                "--verify-timeout",
+                "3s",
+            ],
+        );
+        run.code(1);
+        let line = run.error_line();
+        assert!(line.contains("did not answer 2xx"), "{line}");
+        assert!(line.contains("status 503"), "{line}");
+        assert_eq!(site.enabled_port(), site.blue);
+        // The undo's reload comes 1.5 s late too.
+        site.assert_serves("blue");
+    }
+);
+
 both_ways!(the_managed_layout_rewrites_one_upstream_file, |via: Via| {
     let mut site = Site::new("dev", via);
     let upstream = site.nginx.path("conf.d/dev-upstream.conf");

@@ -141,6 +141,7 @@ run bg-healthcheck --url "http://127.0.0.1:$BG_TARGET_PORT/actuator/health" --ex
 say "6/6 Switch"
 run bg-switch "${layout[@]}" --port "$BG_TARGET_PORT" \
   --test-cmd "${nginx[*]} -t -q" --reload-cmd "${nginx[*]} -s reload" \
+  --nginx-pid-file "$work/nginx/nginx.pid" \
   --verify-url "http://127.0.0.1:$listen/actuator/health" --history-file "$work/history.jsonl" --lock-dir "$work"
 
 say "after the switch"

@@ -209,6 +209,10 @@ impl Job {
             ),
             ("NGINX_TEST_CMD", self.site.nginx.test_cmd()),
             ("NGINX_RELOAD_CMD", self.site.nginx.reload_cmd()),
+            (
+                "NGINX_PID_FILE",
+                self.site.nginx.pid_file().display().to_string(),
+            ),
             ("NGINX_SUDO", "false".into()),
             ("SWITCH_HISTORY_FILE", self.history().display().to_string()),
             ("DEPLOY_PATH", self.deploy.path().display().to_string()),

@@ -227,6 +227,10 @@ impl Site {
             ("--reload-cmd", self.reload_cmd()),
             ("--history-file", self.history().display().to_string()),
             (
+                "--nginx-pid-file",
+                self.nginx.pid_file().display().to_string(),
+            ),
+            (
                 "--lock-dir",
                 self.work.path().join("locks").display().to_string(),
             ),

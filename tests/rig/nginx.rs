@@ -136,9 +136,14 @@ impl Nginx {
         std::fs::read_to_string(self.path("logs/error.log")).unwrap_or_default()
     }
 
+    /// The master's pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.path("nginx.pid")
+    }
+
     /// The master's pid, from its pid file.
     pub fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.path("nginx.pid"))
+        std::fs::read_to_string(self.pid_file())
             .ok()?
             .trim()
             .parse()

@@ -21,6 +21,7 @@ pub mod nginx;
 pub mod output;
 pub mod proc;
 pub mod quote;
+pub mod reload;
 pub mod sha256;
 
 use std::process::ExitCode;

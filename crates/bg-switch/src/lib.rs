@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
 use bg_core::host::{Host, Output};
 use bg_core::layout::{self, LayoutArgs, LayoutError, State};
+use bg_core::reload::Reload;
 use bg_core::{Cmd, Code, Failure, HostError, Report, UsageError, log};
 use clap::Parser;
 use serde_json::{Value, json};
@@ -78,6 +79,20 @@ pub struct Cli {
     /// workers still serve the previous port
     #[arg(long, env = "BG_VERIFY_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub verify_settle: Duration,
+
+    /// nginx's pid file on the nginx host: after the reload, wait until that master runs new
+    /// workers (it has taken the configuration); missing or unreadable: no wait
+    #[arg(
+        long,
+        env = "BG_NGINX_PID_FILE",
+        default_value = "/run/nginx.pid",
+        value_name = "FILE"
+    )]
+    pub nginx_pid_file: String,
+
+    /// How long nginx may take to run new workers after the reload command returns
+    #[arg(long, env = "BG_RELOAD_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub reload_timeout: Duration,
 
     /// One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]
     #[arg(long, env = "BG_HISTORY_FILE", value_name = "FILE")]
@@ -177,6 +192,17 @@ pub enum SwitchError {
         reload_again: Option<String>,
     },
 
+    #[error("nginx did not take the configuration with port {to} active within {} of `{cmd}` (no new worker processes; it saw: {workers}); {}{}", humantime::format_duration(*after), undone.text(*from), reload_again.as_ref().map(|e| format!(", but reloading it again failed too: {e}")).unwrap_or_else(|| " and reloaded".to_string()))]
+    NotReloaded {
+        from: Option<u16>,
+        to: u16,
+        cmd: String,
+        after: Duration,
+        workers: String,
+        undone: Undone,
+        reload_again: Option<String>,
+    },
+
     #[error("{url} did not answer 2xx through nginx with port {to} active within {} (last: {last}); {}{}", humantime::format_duration(*timeout), undone.text(*from), reload_again.as_ref().map(|e| format!(", but reloading nginx failed: {e}")).unwrap_or_else(|| " and reloaded".to_string()))]
     VerifyFailed {
         url: String,
@@ -204,6 +230,7 @@ impl Failure for SwitchError {
             SwitchError::NoUpstreamFile { .. } | SwitchError::NotManaged { .. } => Code::Unsafe,
             SwitchError::Rejected { .. }
             | SwitchError::ReloadFailed { .. }
+            | SwitchError::NotReloaded { .. }
             | SwitchError::VerifyFailed { .. } => Code::Failed,
             SwitchError::Interrupted { error, .. } => match error.code() {
                 Code::Busy => Code::Failed,
@@ -228,6 +255,9 @@ impl Failure for SwitchError {
             ),
             SwitchError::ReloadFailed { undone, .. } => undone.hint(
                 "see the reload command's output above; check that nginx runs and --reload-cmd is right".into(),
+            ),
+            SwitchError::NotReloaded { undone, .. } => undone.hint(
+                "nginx's error log says why the master kept its old configuration (a port it cannot bind, a file it cannot read); fix that, then switch again".into(),
             ),
             SwitchError::VerifyFailed { undone, to, .. } => undone.hint(format!(
                 "check the app on port {to} (bg-healthcheck) and the URL, then switch again"
@@ -338,6 +368,7 @@ fn error_result(error: &SwitchError) -> &'static str {
     match error {
         SwitchError::Rejected { undone, .. }
         | SwitchError::ReloadFailed { undone, .. }
+        | SwitchError::NotReloaded { undone, .. }
         | SwitchError::VerifyFailed { undone, .. }
         | SwitchError::Interrupted { undone, .. } => undone.result(),
         SwitchError::NotAColor { .. }
@@ -623,6 +654,7 @@ impl Cli {
                 Err(e) => Some(e.to_string()),
             }
         };
+        let before = self.workers(host);
         match reload() {
             Ok(output) if output.success() => {}
             Ok(output) => {
@@ -644,6 +676,38 @@ impl Cli {
                     error,
                     undone,
                 });
+            }
+        }
+        if let Some(before) = before {
+            match bg_core::reload::wait(host, &self.nginx_pid_file, &before, self.reload_timeout) {
+                Ok(Reload::Done) => {
+                    log::debug("nginx runs new workers: the configuration is loaded")
+                }
+                Ok(Reload::Unknown) => {
+                    log::debug("cannot see nginx's workers any more; not waiting")
+                }
+                Ok(Reload::NotYet { workers }) => {
+                    let undone = undo();
+                    return Err(SwitchError::NotReloaded {
+                        from,
+                        to: self.port,
+                        cmd: reload_cmd.clone(),
+                        after: self.reload_timeout,
+                        workers,
+                        reload_again: reload_again(),
+                        undone,
+                    });
+                }
+                Err(error) => {
+                    let undone = undo();
+                    let _ = reload_again();
+                    return Err(SwitchError::Interrupted {
+                        during: "waiting for nginx to reload",
+                        from,
+                        error,
+                        undone,
+                    });
+                }
             }
         }
         if let Some(url) = &self.verify_url
@@ -676,6 +740,26 @@ impl Cli {
                 .timeout(COMMAND_TIMEOUT),
         )?;
         Ok(())
+    }
+
+    /// nginx's workers before the reload, when they can be seen.
+    fn workers(&self, host: &dyn Host) -> Option<Vec<u32>> {
+        match bg_core::reload::workers(host, &self.nginx_pid_file) {
+            Ok(Some(workers)) => Some(workers),
+            Ok(None) => {
+                log::debug(&format!(
+                    "no nginx master in {} (--nginx-pid-file): not waiting for new workers after the reload",
+                    self.nginx_pid_file
+                ));
+                None
+            }
+            Err(e) => {
+                log::warn(&format!(
+                    "cannot list nginx's workers ({e}): not waiting for new ones after the reload"
+                ));
+                None
+            }
+        }
     }
 
     fn reload_command(&self, host: &dyn Host) -> Result<String, HostError> {

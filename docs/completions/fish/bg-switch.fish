@@ -5,6 +5,8 @@ complete -c bg-switch -l app-host -d 'Managed layout: an app host nginx dials, l
 complete -c bg-switch -l verify-url -d 'After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)' -r
 complete -c bg-switch -l verify-timeout -d 'How long to wait for --verify-url to answer 2xx' -r
 complete -c bg-switch -l verify-settle -d 'How long --verify-url must keep answering 2xx: for a moment after a reload, nginx\'s old workers still serve the previous port' -r
+complete -c bg-switch -l nginx-pid-file -d 'nginx\'s pid file on the nginx host: after the reload, wait until that master runs new workers (it has taken the configuration); missing or unreadable: no wait' -r
+complete -c bg-switch -l reload-timeout -d 'How long nginx may take to run new workers after the reload command returns' -r
 complete -c bg-switch -l history-file -d 'One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]' -r
 complete -c bg-switch -l site -d 'Site name: the symlink layout\'s files are sites-available/NAME_PORT' -r
 complete -c bg-switch -l blue-port -d 'The blue port (the target when nothing is active yet)' -r
