@@ -654,6 +654,17 @@ impl Cli {
                 Err(e) => Some(e.to_string()),
             }
         };
+        // Past the reload, a failed step puts the files back and reloads again.
+        let broken = |during: &'static str, error: HostError| {
+            let undone = undo();
+            let _ = reload_again();
+            SwitchError::Interrupted {
+                during,
+                from,
+                error,
+                undone,
+            }
+        };
         let before = self.workers(host);
         match reload() {
             Ok(output) if output.success() => {}
@@ -667,16 +678,7 @@ impl Cli {
                     undone,
                 });
             }
-            Err(error) => {
-                let undone = undo();
-                let _ = reload_again();
-                return Err(SwitchError::Interrupted {
-                    during: "reloading nginx",
-                    from,
-                    error,
-                    undone,
-                });
-            }
+            Err(error) => return Err(broken("reloading nginx", error).into()),
         }
         if let Some(before) = before {
             match bg_core::reload::wait(host, &self.nginx_pid_file, &before, self.reload_timeout) {
@@ -698,16 +700,7 @@ impl Cli {
                         undone,
                     });
                 }
-                Err(error) => {
-                    let undone = undo();
-                    let _ = reload_again();
-                    return Err(SwitchError::Interrupted {
-                        during: "waiting for nginx to reload",
-                        from,
-                        error,
-                        undone,
-                    });
-                }
+                Err(error) => return Err(broken("waiting for nginx to reload", error).into()),
             }
         }
         if let Some(url) = &self.verify_url
