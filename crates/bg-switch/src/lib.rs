@@ -678,7 +678,7 @@ impl Cli {
                     undone,
                 });
             }
-            Err(error) => return Err(broken("reloading nginx", error).into()),
+            Err(error) => return Err(broken("reloading nginx", error)),
         }
         if let Some(before) = before {
             match bg_core::reload::wait(host, &self.nginx_pid_file, &before, self.reload_timeout) {
@@ -700,7 +700,7 @@ impl Cli {
                         undone,
                     });
                 }
-                Err(error) => return Err(broken("waiting for nginx to reload", error).into()),
+                Err(error) => return Err(broken("waiting for nginx to reload", error)),
             }
         }
         if let Some(url) = &self.verify_url
