@@ -501,7 +501,10 @@ impl Cli {
         );
         progress.finish();
         let output = host.check(&cmd, output?)?;
-        let found = output.stdout_text().trim().to_string();
+        // The sum is the last line: a login shell that prints something
+        // first must not make a good upload look damaged.
+        let stdout = output.stdout_text();
+        let found = stdout.lines().last().unwrap_or("").trim().to_string();
         let ours = reader.finish();
         let intact = found == ours;
         let settle = Cmd::script(

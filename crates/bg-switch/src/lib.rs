@@ -740,9 +740,12 @@ impl Cli {
         match bg_core::reload::workers(host, &self.nginx_pid_file) {
             Ok(Some(workers)) => Some(workers),
             Ok(None) => {
-                log::debug(&format!(
-                    "no nginx master in {} (--nginx-pid-file): not waiting for new workers after the reload",
-                    self.nginx_pid_file
+                // Said by default: without it, a reload that nginx did not
+                // take would look like one that it did.
+                log::info(&format!(
+                    "no nginx master found through {} on {} (--nginx-pid-file): the reload cannot be confirmed by new workers",
+                    self.nginx_pid_file,
+                    host.name()
                 ));
                 None
             }
