@@ -106,7 +106,7 @@ both_ways!(
             std::fs::read(&artifact).unwrap(),
             std::fs::read(app_jar()).unwrap()
         );
-        assert!(!deploy.join(".app.jar.partial").exists());
+        assert!(!deploy.join(format!(".app.jar.{port}.partial")).exists());
         let deadline = Instant::now() + Duration::from_secs(10);
         while !std::fs::read_to_string(&log)
             .unwrap()
@@ -270,7 +270,8 @@ both_ways!(
             .set_len(1 << 30)
             .unwrap();
         let deploy = dir.join("deploy");
-        let mut child = ship(&big, &deploy, free_port(), dir, host_args)
+        let port = free_port();
+        let mut child = ship(&big, &deploy, port, dir, host_args)
             .arg("--no-start")
             .command()
             .stdin(Stdio::null())
@@ -278,7 +279,7 @@ both_ways!(
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let partial = deploy.join(".big.jar.partial");
+        let partial = deploy.join(format!(".big.jar.{port}.partial"));
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {

@@ -278,7 +278,9 @@ impl Cli {
         let (remote_hash, dir) = stdout.split_once('\n').unwrap_or(("-", &stdout));
         let dir = dir.strip_suffix('\n').unwrap_or(dir).to_string();
         let remote = join(&dir, &plan.name);
-        let partial = join(&dir, &format!(".{}.partial", plan.name));
+        // Per port, as the lock is: two runs for the two ports that ship the
+        // same jar into one directory never write the same partial file.
+        let partial = join(&dir, &format!(".{}.{}.partial", plan.name, self.port));
         let log_file = match &self.log_file {
             Some(name) if name.starts_with('/') => name.clone(),
             Some(name) => join(&dir, name),
