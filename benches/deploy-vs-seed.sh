@@ -46,10 +46,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { # a port nothing listens on now
-  local p
+free_port() { # a port nothing listens on now, below the kernel's ephemeral ports
+  local p low
+  read -r low _ < /proc/sys/net/ipv4/ip_local_port_range
   while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 10000 + RANDOM % (low - 10000) ))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -136,7 +137,9 @@ wait_port() { # PORT: until something answers HTTP there (max 30 s)
     curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
     sleep 0.1
   done
-  echo "nothing answers on $1" >&2; exit 1
+  echo "nothing answers on $1" >&2
+  tail -n 20 "$work"/deploy/initial-"$1".log 2>/dev/null >&2 || true
+  exit 1
 }
 # The steady state before a deploy: blue active, green the old backup; both run.
 for p in "$blue" "$green"; do

@@ -549,7 +549,9 @@ fn sudo_runs_every_change_to_nginx_through_sudo() {
         "# point a site link",
         "# append a line",
         site.nginx.test_cmd().as_str(),
-        site.reload_cmd().as_str(),
+        // The reload command runs inside this script (which then waits
+        // for nginx's new workers), under the same sudo.
+        "# reload nginx, wait for its new workers",
     ] {
         assert!(
             log.lines().any(|l| l == expected),

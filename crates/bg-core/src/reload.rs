@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::cmd::Cmd;
 use crate::error::HostError;
-use crate::host::Host;
+use crate::host::{Host, Output};
 
 /// `nginx_workers PIDFILE` prints one line per worker process of the master
 /// whose pid is in PIDFILE: `PID live`, or `PID old` for one shutting down
@@ -37,80 +37,72 @@ const WORKERS_FUNCTION: &str = r#"nginx_workers() {
 }
 "#;
 
-const LIST_SCRIPT: &str = r#"nginx_workers "$1"
-"#;
-
-/// `$1` pid file, `$2` the workers before (pids, space-separated), `$3`
-/// seconds to wait. Prints `RELOADED` once the master runs a worker that
-/// was not there before; otherwise, at the deadline, exit 3 with the
-/// workers it sees.
-const WAIT_SCRIPT: &str = r#"deadline=$(( $(date +%s) + $3 ))
+/// `$1` the reload command, `$2` pid file, `$3` seconds to wait. Notes the
+/// master's workers, runs the reload command (its output and a failing
+/// status pass through as they are), then waits until the master runs a
+/// worker that was not there before. The last stdout line says how that
+/// ended: `BG-RELOAD done`, `BG-RELOAD unknown` (no master to look at), or
+/// `BG-RELOAD not-yet PID live|old ...` at the deadline.
+const RELOAD_SCRIPT: &str = r#"if now=$(nginx_workers "$2"); then
+  before=$(printf '%s\n' "$now" | awk '$2 == "live" { printf "%s ", $1 }')
+else
+  before=-
+fi
+sh -c "$1" || exit
+[ "$before" = - ] && { echo "BG-RELOAD unknown"; exit 0; }
+deadline=$(( $(date +%s) + $3 ))
 while :; do
-  now=$(nginx_workers "$1") || exit 100
+  now=$(nginx_workers "$2") || { echo "BG-RELOAD unknown"; exit 0; }
   for w in $(printf '%s\n' "$now" | awk '$2 == "live" { print $1 }'); do
-    case " $2 " in *" $w "*) ;; *) echo RELOADED; exit 0 ;; esac
+    case " $before " in *" $w "*) ;; *) echo "BG-RELOAD done"; exit 0 ;; esac
   done
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    printf '%s\n' "$now" | tr '\n' ' '; echo; exit 3
+    echo "BG-RELOAD not-yet $(printf '%s\n' "$now" | tr '\n' ' ')"; exit 0
   fi
   sleep 0.05 2>/dev/null || sleep 1
 done
 "#;
 
-/// Exit status of our scripts when there is no master to look at.
-const UNKNOWN: i32 = 100;
-
-/// The worker processes of the nginx master in `pid_file` that accept
-/// connections, or `None` when that cannot be known here.
-pub fn workers(host: &dyn Host, pid_file: &str) -> Result<Option<Vec<u32>>, HostError> {
-    let script = format!("# list nginx's workers\n{WORKERS_FUNCTION}{LIST_SCRIPT}");
-    let cmd = Cmd::script(&script, &[pid_file]).privileged(true);
-    let output = host.run(&cmd)?;
-    if output.code == Some(UNKNOWN) && output.signal.is_none() {
-        return Ok(None);
-    }
-    let output = host.check(&cmd, output)?;
-    Ok(Some(
-        output
-            .stdout_text()
-            .lines()
-            .filter_map(|l| l.strip_suffix(" live")?.parse().ok())
-            .collect(),
-    ))
-}
-
-/// What a wait for the new configuration found.
+/// What a reload found after its command said 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
     /// The master runs new workers: it has loaded the configuration.
     Done,
-    /// Not within the time: the workers then (`PID live|old ...`).
+    /// None within the time: the workers then (`PID live|old ...`).
     NotYet { workers: String },
-    /// The master is gone or cannot be looked at any more.
+    /// No master to look at through the pid file (or no `/proc`).
     Unknown,
 }
 
-/// Waits up to `within` for the master in `pid_file` to run a worker not
-/// among `before`. One command on the host does the waiting.
-pub fn wait(
+/// Runs `reload_cmd` on the host and waits up to `within` for the master in
+/// `pid_file` to run a worker it did not have before: one command, one SSH
+/// channel. The command's output, whatever its status; and, when it
+/// succeeded, what the wait found.
+pub fn reload(
     host: &dyn Host,
+    reload_cmd: &str,
     pid_file: &str,
-    before: &[u32],
     within: Duration,
-) -> Result<Reload, HostError> {
-    let script = format!("# wait for nginx's new workers\n{WORKERS_FUNCTION}{WAIT_SCRIPT}");
-    let before: Vec<String> = before.iter().map(u32::to_string).collect();
+    timeout: Duration,
+) -> Result<(Output, Option<Reload>), HostError> {
+    let script =
+        format!("# reload nginx, wait for its new workers\n{WORKERS_FUNCTION}{RELOAD_SCRIPT}");
     let seconds = within.as_secs_f64().ceil().max(1.0).to_string();
-    let cmd = Cmd::script(&script, &[pid_file, &before.join(" "), &seconds])
+    let cmd = Cmd::script(&script, &[reload_cmd, pid_file, &seconds])
         .privileged(true)
-        .timeout(within + Duration::from_secs(30));
+        .timeout(timeout + within);
     let output = host.run(&cmd)?;
-    match (output.code, output.signal.is_none()) {
-        (Some(0), true) => Ok(Reload::Done),
-        (Some(3), true) => Ok(Reload::NotYet {
-            workers: output.stdout_text().trim().to_string(),
-        }),
-        (Some(UNKNOWN), true) => Ok(Reload::Unknown),
-        _ => host.check(&cmd, output).map(|_| Reload::Unknown),
+    if !output.success() {
+        return Ok((output, None));
     }
+    let stdout = output.stdout_text();
+    let last = stdout.lines().last().unwrap_or("");
+    let found = match last.strip_prefix("BG-RELOAD ") {
+        Some("done") => Reload::Done,
+        Some(rest) if rest.starts_with("not-yet") => Reload::NotYet {
+            workers: rest["not-yet".len()..].trim().to_string(),
+        },
+        _ => Reload::Unknown,
+    };
+    Ok((output, Some(found)))
 }

@@ -665,10 +665,20 @@ impl Cli {
                 undone,
             }
         };
-        let before = self.workers(host);
-        match reload() {
-            Ok(output) if output.success() => {}
-            Ok(output) => {
+        log::debug(&format!("$ {reload_cmd}"));
+        let reloaded = bg_core::reload::reload(
+            host,
+            &reload_cmd,
+            &self.nginx_pid_file,
+            self.reload_timeout,
+            COMMAND_TIMEOUT,
+        );
+        let (output, found) = match reloaded {
+            Ok(reloaded) => reloaded,
+            Err(error) => return Err(broken("reloading nginx", error)),
+        };
+        match found {
+            None => {
                 let undone = undo();
                 return Err(SwitchError::ReloadFailed {
                     from,
@@ -678,29 +688,25 @@ impl Cli {
                     undone,
                 });
             }
-            Err(error) => return Err(broken("reloading nginx", error)),
-        }
-        if let Some(before) = before {
-            match bg_core::reload::wait(host, &self.nginx_pid_file, &before, self.reload_timeout) {
-                Ok(Reload::Done) => {
-                    log::debug("nginx runs new workers: the configuration is loaded")
-                }
-                Ok(Reload::Unknown) => {
-                    log::debug("cannot see nginx's workers any more; not waiting")
-                }
-                Ok(Reload::NotYet { workers }) => {
-                    let undone = undo();
-                    return Err(SwitchError::NotReloaded {
-                        from,
-                        to: self.port,
-                        cmd: reload_cmd.clone(),
-                        after: self.reload_timeout,
-                        workers,
-                        reload_again: reload_again(),
-                        undone,
-                    });
-                }
-                Err(error) => return Err(broken("waiting for nginx to reload", error)),
+            Some(Reload::Done) => log::debug("nginx runs new workers: the configuration is loaded"),
+            // Said by default: without it, a reload that nginx did not take
+            // would look like one that it did.
+            Some(Reload::Unknown) => log::info(&format!(
+                "no nginx master found through {} on {} (--nginx-pid-file): the reload cannot be confirmed by new workers",
+                self.nginx_pid_file,
+                host.name()
+            )),
+            Some(Reload::NotYet { workers }) => {
+                let undone = undo();
+                return Err(SwitchError::NotReloaded {
+                    from,
+                    to: self.port,
+                    cmd: reload_cmd.clone(),
+                    after: self.reload_timeout,
+                    workers,
+                    reload_again: reload_again(),
+                    undone,
+                });
             }
         }
         if let Some(url) = &self.verify_url
@@ -733,29 +739,6 @@ impl Cli {
                 .timeout(COMMAND_TIMEOUT),
         )?;
         Ok(())
-    }
-
-    /// nginx's workers before the reload, when they can be seen.
-    fn workers(&self, host: &dyn Host) -> Option<Vec<u32>> {
-        match bg_core::reload::workers(host, &self.nginx_pid_file) {
-            Ok(Some(workers)) => Some(workers),
-            Ok(None) => {
-                // Said by default: without it, a reload that nginx did not
-                // take would look like one that it did.
-                log::info(&format!(
-                    "no nginx master found through {} on {} (--nginx-pid-file): the reload cannot be confirmed by new workers",
-                    self.nginx_pid_file,
-                    host.name()
-                ));
-                None
-            }
-            Err(e) => {
-                log::warn(&format!(
-                    "cannot list nginx's workers ({e}): not waiting for new ones after the reload"
-                ));
-                None
-            }
-        }
     }
 
     fn reload_command(&self, host: &dyn Host) -> Result<String, HostError> {
