@@ -302,6 +302,56 @@ both_ways!(
 );
 
 both_ways!(
+    a_jar_written_during_the_upload_is_not_shipped,
+    |host_args: &[String], dir: &Path| {
+        let src = dir.join("src");
+        std::fs::create_dir(&src).unwrap();
+        let big = src.join("big.jar");
+        // Sparse: costs no disk here, and reads as fast as memory.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let deploy = dir.join("deploy");
+        let port = free_port();
+        let child = ship(&big, &deploy, port, dir, host_args)
+            .args(["--no-start", "-q"])
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let partial = deploy.join(format!(".big.jar.{port}.partial"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+            assert!(Instant::now() < deadline, "the upload never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The build is still writing: the jar grows while it is sent.
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&big)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("changed while it was being shipped"),
+            "{stderr}"
+        );
+        assert!(
+            !deploy.join("big.jar").exists(),
+            "the changed jar was renamed into place"
+        );
+        assert!(!partial.exists(), "the partial file was left behind");
+    }
+);
+
+both_ways!(
     keep_prunes_old_artifacts_but_not_a_running_one,
     |host_args: &[String], dir: &Path| {
         let src = dir.join("src");

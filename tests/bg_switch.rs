@@ -185,9 +185,10 @@ both_ways!(a_reload_that_does_not_take_effect_is_undone, |via: Via| {
     let site = running("dev", via, &[]);
     // The reload command says 0 and does nothing, as a master that cannot
     // load the configuration (a port it cannot bind) keeps its old workers.
+    // (It prints a word without a newline: that must not hide our answer.)
     let run = site.switch(
         site.green,
-        &["--reload-cmd", "true", "--reload-timeout", "1s"],
+        &["--reload-cmd", "printf reloading", "--reload-timeout", "1s"],
     );
     run.code(1);
     let line = run.error_line();

@@ -440,3 +440,36 @@ both_ways!(
         child.wait().unwrap();
     }
 );
+
+/// The parent's pid, from /proc/PID/stat.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ")
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A shell killed where its cleanup cannot run (a Ctrl-C, which the
+/// background loop ignores, or SIGKILL) must not leave the loop polling.
+#[test]
+fn a_watch_whose_shell_dies_stops_looking() {
+    let host = LocalHost::new(false);
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let watch = bg_core::proc::watch(&host, pid).unwrap();
+    let me = std::process::id();
+    let shells: Vec<u32> = watchers_of(pid)
+        .into_iter()
+        .filter(|p| parent_of(*p) == Some(me))
+        .collect();
+    assert_eq!(shells.len(), 1, "{:?}", watchers_of(pid));
+    // SAFETY: kill(2) on the shell this test started.
+    unsafe { libc::kill(shells[0] as i32, libc::SIGKILL) };
+    assert!(no_watchers_of(pid), "left looking: {:?}", watchers_of(pid));
+    drop(watch);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -32,9 +32,13 @@ pub fn alive(host: &dyn Host, pid: u32) -> Result<bool, HostError> {
     Ok(output.success())
 }
 
-/// `$1` a pid, `$2` seconds between looks. Prints `GONE` once the process
-/// is not alive, and ends when its stdin closes (we are done, or gone).
-const WATCH_SCRIPT: &str = r#"( while alive "$1"; do
+/// `$1` a pid, `$2` seconds between looks. Prints `ALIVE` after a first
+/// look that found the process, then `GONE` once it is not alive (or only
+/// `GONE`), and ends when its stdin closes (we are done, or gone). The loop
+/// also ends with this shell (`$$`): killed by a Ctrl-C that a background
+/// job ignores, it must not leave the loop polling.
+const WATCH_SCRIPT: &str = r#"( if alive "$1"; then echo ALIVE; fi
+  while alive "$1" && alive $$; do
     sleep "$2" >/dev/null 2>&1 || sleep 1 >/dev/null 2>&1
   done
   echo GONE ) &
@@ -42,6 +46,10 @@ looking=$!
 cat > /dev/null
 kill "$looking" 2>/dev/null
 "#;
+
+/// How long the watch may take to make its first look (the login shell
+/// starts first, which a heavy `~/.bashrc` makes slow).
+const FIRST_LOOK: Duration = Duration::from_secs(30);
 
 /// How often the watch looks.
 const WATCH_EVERY: &str = "0.1";
@@ -52,6 +60,8 @@ pub struct Watch {
     running: Box<dyn Running>,
     pid: u32,
     host: String,
+    /// The process was already gone at the first look.
+    gone: bool,
 }
 
 impl std::fmt::Debug for Watch {
@@ -60,40 +70,79 @@ impl std::fmt::Debug for Watch {
     }
 }
 
-/// Starts watching process `pid`.
+/// Starts watching process `pid`, and returns once the watch has made its
+/// first look: a slow start on the host cannot let a dead process pass.
 pub fn watch(host: &dyn Host, pid: u32) -> Result<Watch, HostError> {
     let script = format!("# watch a process\n{ALIVE_FUNCTION}{WATCH_SCRIPT}");
     let running = host.start(&Cmd::script(&script, &[&pid.to_string(), WATCH_EVERY]))?;
-    Ok(Watch {
+    let mut watch = Watch {
         running,
         pid,
         host: host.name().to_string(),
-    })
+        gone: false,
+    };
+    let deadline = Instant::now() + FIRST_LOOK;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match watch.next(left)? {
+            Some("ALIVE") => return Ok(watch),
+            Some(_) => {
+                watch.gone = true;
+                return Ok(watch);
+            }
+            None if Instant::now() >= deadline => {
+                return Err(watch.broken("the watch did not make its first look"));
+            }
+            None => {}
+        }
+    }
 }
 
 impl Watch {
     /// Waits up to `wait` for the process to end (`Duration::ZERO`: only
     /// look); `true` once it has.
     pub fn gone(&mut self, wait: Duration) -> Result<bool, HostError> {
+        if self.gone {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left)? {
+                Some("GONE") => {
+                    self.gone = true;
+                    return Ok(true);
+                }
+                Some(_) => {}
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// The watch's next word (`ALIVE`, `GONE`) within `wait`, or `None`.
+    /// Other lines (a chatty login shell) are not ours and are skipped.
+    fn next(&mut self, wait: Duration) -> Result<Option<&'static str>, HostError> {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.running.line(left)? {
-                Line::Line(line) if line == "GONE" => return Ok(true),
-                // Anything else (a chatty login shell) is not ours.
-                Line::Line(_) => continue,
-                Line::NotYet => return Ok(false),
-                Line::Ended => {
-                    return Err(HostError::Command {
-                        host: self.host.clone(),
-                        command: format!("watch pid {}", self.pid),
-                        output: Box::new(Output {
-                            stderr: b"the watch ended without an answer".to_vec(),
-                            ..Output::default()
-                        }),
-                    });
-                }
+                Line::Line(line) if line == "ALIVE" => return Ok(Some("ALIVE")),
+                Line::Line(line) if line == "GONE" => return Ok(Some("GONE")),
+                Line::Line(_) => {}
+                Line::NotYet => return Ok(None),
+                Line::Ended => return Err(self.broken("the watch ended without an answer")),
             }
+        }
+    }
+
+    fn broken(&self, why: &str) -> HostError {
+        HostError::Command {
+            host: self.host.clone(),
+            command: format!("watch pid {}", self.pid),
+            output: Box::new(Output {
+                stderr: why.as_bytes().to_vec(),
+                ..Output::default()
+            }),
         }
     }
 }

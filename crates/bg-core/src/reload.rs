@@ -26,6 +26,11 @@ const WORKERS_FUNCTION: &str = r#"nginx_workers() {
   master=$(cat -- "$1" 2>/dev/null) || return 100
   case $master in ''|*[!0-9]*) return 100 ;; esac
   [ -r "/proc/$master/stat" ] || return 100
+  # A stale pid file may name a reused pid: only an nginx master counts.
+  case $(tr '\000' ' ' < "/proc/$master/cmdline" 2>/dev/null) in
+    *nginx*) ;;
+    *) return 100 ;;
+  esac
   for w in $(cat /proc/[0-9]*/stat 2>/dev/null |
       awk -v m="$master" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); if (f[2] == m) print $1 }'); do
     title=$(tr '\000' ' ' < "/proc/$w/cmdline" 2>/dev/null) || continue
@@ -37,10 +42,12 @@ const WORKERS_FUNCTION: &str = r#"nginx_workers() {
 }
 "#;
 
-/// `$1` the reload command, `$2` pid file, `$3` seconds to wait. Notes the
-/// master's workers, runs the reload command (its output and a failing
-/// status pass through as they are), then waits until the master runs a
-/// worker that was not there before. The last stdout line says how that
+/// `$1` the reload command, `$2` pid file, `$3` seconds to wait (a whole
+/// number: the clock it reads has seconds, so it waits one more). Notes the
+/// master's workers, runs the reload command (its output goes to stderr, so
+/// that our line is the only one on stdout; a failing status passes
+/// through), then waits until the master runs a worker that was not there
+/// before. The last stdout line says how that
 /// ended: `BG-RELOAD done`, `BG-RELOAD unknown` (no master to look at), or
 /// `BG-RELOAD not-yet PID live|old ...` at the deadline.
 const RELOAD_SCRIPT: &str = r#"if now=$(nginx_workers "$2"); then
@@ -48,9 +55,9 @@ const RELOAD_SCRIPT: &str = r#"if now=$(nginx_workers "$2"); then
 else
   before=-
 fi
-sh -c "$1" || exit
+sh -c "$1" >&2 || exit
 [ "$before" = - ] && { echo "BG-RELOAD unknown"; exit 0; }
-deadline=$(( $(date +%s) + $3 ))
+deadline=$(( $(date +%s) + $3 + 1 ))
 while :; do
   now=$(nginx_workers "$2") || { echo "BG-RELOAD unknown"; exit 0; }
   for w in $(printf '%s\n' "$now" | awk '$2 == "live" { print $1 }'); do

@@ -47,11 +47,18 @@ impl<R: Read> Reader<R> {
 
     /// The sha256 of what passed, as lowercase hex.
     pub fn finish(self) -> String {
-        self.hasher
+        self.into_parts().1
+    }
+
+    /// The reader back, and the sha256 of what passed.
+    pub fn into_parts(self) -> (R, String) {
+        let hex = self
+            .hasher
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect()
+            .collect();
+        (self.inner, hex)
     }
 }
 

@@ -126,6 +126,9 @@ pub enum ShipError {
         listeners: Vec<bg_core::listeners::Listener>,
     },
 
+    #[error("{} changed while it was being shipped; nothing was renamed into place", path.display())]
+    Changed { path: PathBuf },
+
     #[error("the start command printed no pid: {output:?}")]
     NoPid { output: String },
 
@@ -143,9 +146,10 @@ impl Failure for ShipError {
         match self {
             ShipError::Artifact { .. } => Code::Usage,
             ShipError::PortBusy { .. } => Code::Unsafe,
-            ShipError::Checksum { .. } | ShipError::NoPid { .. } | ShipError::Died { .. } => {
-                Code::Failed
-            }
+            ShipError::Checksum { .. }
+            | ShipError::Changed { .. }
+            | ShipError::NoPid { .. }
+            | ShipError::Died { .. } => Code::Failed,
         }
     }
 
@@ -157,6 +161,9 @@ impl Failure for ShipError {
             ),
             ShipError::Checksum { .. } => {
                 "run again; if it persists, check the host's disk (df) and memory".to_string()
+            }
+            ShipError::Changed { .. } => {
+                "ship the jar once the build has finished writing it".to_string()
             }
             ShipError::NoPid { .. } => "check --start-cmd and the host's shell".to_string(),
             ShipError::Died { log, .. } => format!("see the app's log above ({log})"),
@@ -354,7 +361,7 @@ impl Cli {
                 ));
                 (false, hash)
             }
-            _ => (true, self.upload(host, &partial, &remote, plan.len)?),
+            _ => (true, self.upload(host, &partial, &remote, plan)?),
         };
 
         let mut pid = None;
@@ -403,6 +410,27 @@ struct Checked {
     name: String,
     len: u64,
     java_opts: Vec<String>,
+    stamp: Stamp,
+}
+
+/// The artifact as it was when checked. A jar written or replaced since
+/// (a build still running) is not what was asked for, and is not shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: (meta.dev(), meta.ino()),
+        }
+    }
 }
 
 impl Cli {
@@ -461,6 +489,7 @@ impl Cli {
             name,
             len: meta.len(),
             java_opts,
+            stamp: Stamp::of(&meta),
         })
     }
 
@@ -472,8 +501,9 @@ impl Cli {
         host: &dyn Host,
         partial: &str,
         remote: &str,
-        len: u64,
+        plan: &Checked,
     ) -> Result<String, Box<dyn Failure>> {
+        let len = plan.len;
         bg_core::log::info(&format!(
             "uploading {} ({}) to {} on {}",
             self.artifact.display(),
@@ -487,6 +517,15 @@ impl Cli {
             source,
         };
         let file = std::fs::File::open(&self.artifact).map_err(artifact_error)?;
+        let changed = || -> Box<dyn Failure> {
+            ShipError::Changed {
+                path: self.artifact.clone(),
+            }
+            .into()
+        };
+        if Stamp::of(&file.metadata().map_err(artifact_error)?) != plan.stamp {
+            return Err(changed());
+        }
         let mut reader = bg_core::sha256::Reader::new(file.take(len));
         let mut progress = Progress::new(len);
         let cmd = Cmd::script(
@@ -507,13 +546,20 @@ impl Cli {
         // first must not make a good upload look damaged.
         let stdout = output.stdout_text();
         let found = stdout.lines().last().unwrap_or("").trim().to_string();
-        let ours = reader.finish();
-        let intact = found == ours;
+        let (rest, ours) = reader.into_parts();
+        // Still the file that was checked, and nothing past what was sent.
+        let mut file = rest.into_inner();
+        let grew = file.read(&mut [0u8; 1]).map_err(artifact_error)? != 0;
+        let same = !grew && Stamp::of(&file.metadata().map_err(artifact_error)?) == plan.stamp;
+        let intact = same && found == ours;
         let settle = Cmd::script(
             SETTLE_UPLOAD_SCRIPT,
             &[partial, remote, if intact { "keep" } else { "drop" }],
         );
         host.run_ok(&settle)?;
+        if !same {
+            return Err(changed());
+        }
         if !intact {
             return Err(ShipError::Checksum {
                 path: partial.to_string(),

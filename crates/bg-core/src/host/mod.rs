@@ -13,7 +13,7 @@ mod target;
 
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
@@ -127,22 +127,6 @@ pub trait Host {
 
     /// Starts `cmd` and returns at once, leaving it running (see [`Running`]).
     fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError>;
-
-    /// Starts `cmd` (one of [`LOCK_SCRIPT`]'s runs) and returns once its first
-    /// stdout line arrives (or `wait` passes: an empty line), keeping it
-    /// running until the returned guard drops.
-    fn hold(&self, cmd: &Cmd, wait: Duration) -> Result<(String, Lock), HostError> {
-        let mut running = self.start(cmd)?;
-        let line = match running.line(wait)? {
-            Line::Line(line) => line,
-            Line::NotYet | Line::Ended => String::new(),
-        };
-        let lock = Lock {
-            _release: Box::new(running),
-            path: cmd.to_string(),
-        };
-        Ok((line, lock))
-    }
 
     /// Runs a command and returns its output whatever its status.
     fn run(&self, cmd: &Cmd) -> Result<Output, HostError> {
@@ -277,32 +261,44 @@ pub trait Host {
         let seconds = format!("{:.3}", timeout.as_secs_f64());
         let cmd = Cmd::script(LOCK_SCRIPT, &[path, &seconds, holder]);
         // The host waits for the lock itself; we allow it some extra time to answer.
-        let (line, lock) = self.hold(&cmd, timeout + Duration::from_secs(30))?;
-        match line.strip_prefix("LOCKED") {
-            Some(_) => Ok(lock),
-            None => {
-                drop(lock);
-                match line.strip_prefix("BUSY ") {
-                    Some(holder) => Err(HostError::Busy {
+        let deadline = Instant::now() + timeout + Duration::from_secs(30);
+        let mut running = self.start(&cmd)?;
+        let mut other = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match running.line(left)? {
+                Line::Line(line) if line.starts_with("LOCKED") => {
+                    return Ok(Lock {
+                        _release: Box::new(running),
+                        path: cmd.to_string(),
+                    });
+                }
+                Line::Line(line) if line.starts_with("BUSY ") => {
+                    drop(running);
+                    let holder = line["BUSY ".len()..].trim();
+                    return Err(HostError::Busy {
                         host: self.name().to_string(),
                         lock: path.to_string(),
-                        holder: if holder.trim().is_empty() {
+                        holder: if holder.is_empty() {
                             "another run".to_string()
                         } else {
-                            holder.trim().to_string()
+                            holder.to_string()
                         },
                         waited: timeout,
-                    }),
-                    None => Err(HostError::Command {
+                    });
+                }
+                // Our script's complaint, or a chatty login shell's lines.
+                Line::Line(line) => other.push(line),
+                Line::NotYet | Line::Ended => {
+                    drop(running);
+                    return Err(HostError::Command {
                         host: self.name().to_string(),
                         command: cmd.to_string(),
                         output: Box::new(Output {
-                            code: None,
-                            signal: None,
-                            stdout: Vec::new(),
-                            stderr: line.into_bytes(),
+                            stderr: other.join("\n").into_bytes(),
+                            ..Output::default()
                         }),
-                    }),
+                    });
                 }
             }
         }

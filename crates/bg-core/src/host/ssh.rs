@@ -691,10 +691,10 @@ impl Running for RunningChannel {
             // Its stderr is not ours to show, but must not fill the window.
             let mut sink = Vec::new();
             let _ = drain(&mut self.channel.stderr(), &mut sink, &mut buf);
-            if moved {
+            if moved && self.stdout.contains(&b'\n') {
                 continue;
             }
-            if self.channel.eof() {
+            if !moved && self.channel.eof() {
                 if self.stdout.is_empty() {
                     return Ok(Line::Ended);
                 }
@@ -704,7 +704,9 @@ impl Running for RunningChannel {
             if Instant::now() >= deadline {
                 return Ok(Line::NotYet);
             }
-            self.inner.wait(Some(deadline));
+            if !moved {
+                self.inner.wait(Some(deadline));
+            }
         }
     }
 }
