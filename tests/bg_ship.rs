@@ -258,44 +258,60 @@ both_ways!(
     }
 );
 
+/// A bg-ship of a 1 GiB (sparse) jar, `--no-start -q`, seen sending: its
+/// partial file has bytes. Its stderr is piped.
+struct BigUpload {
+    child: std::process::Child,
+    big: PathBuf,
+    deploy: PathBuf,
+    partial: PathBuf,
+}
+
+fn big_upload_under_way(host_args: &[String], dir: &Path) -> BigUpload {
+    let src = dir.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let big = src.join("big.jar");
+    // Sparse: costs no disk here, and reads as fast as memory.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let deploy = dir.join("deploy");
+    let port = free_port();
+    let mut child = ship(&big, &deploy, port, dir, host_args)
+        .args(["--no-start", "-q"])
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = deploy.join(format!(".big.jar.{port}.partial"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "bg-ship ended before the upload was seen"
+        );
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    BigUpload {
+        child,
+        big,
+        deploy,
+        partial,
+    }
+}
+
 both_ways!(
     an_interrupted_upload_leaves_no_file_under_the_real_name,
     |host_args: &[String], dir: &Path| {
-        let src = dir.join("src");
-        std::fs::create_dir(&src).unwrap();
-        let big = src.join("big.jar");
-        // Sparse: costs no disk here, and reads as fast as memory.
-        std::fs::File::create(&big)
-            .unwrap()
-            .set_len(1 << 30)
-            .unwrap();
-        let deploy = dir.join("deploy");
-        let port = free_port();
-        let mut child = ship(&big, &deploy, port, dir, host_args)
-            .arg("--no-start")
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let partial = deploy.join(format!(".big.jar.{port}.partial"));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
-                break;
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "bg-ship ended before the upload was seen"
-            );
-            assert!(Instant::now() < deadline, "the upload never started");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.kill().unwrap(); // SIGKILL: nothing gets to clean up
-        child.wait().unwrap();
+        let mut upload = big_upload_under_way(host_args, dir);
+        upload.child.kill().unwrap(); // SIGKILL: nothing gets to clean up
+        upload.child.wait().unwrap();
         assert!(
-            !deploy.join("big.jar").exists(),
+            !upload.deploy.join("big.jar").exists(),
             "a half upload is under the real name"
         );
     }
@@ -304,30 +320,12 @@ both_ways!(
 both_ways!(
     a_jar_written_during_the_upload_is_not_shipped,
     |host_args: &[String], dir: &Path| {
-        let src = dir.join("src");
-        std::fs::create_dir(&src).unwrap();
-        let big = src.join("big.jar");
-        // Sparse: costs no disk here, and reads as fast as memory.
-        std::fs::File::create(&big)
-            .unwrap()
-            .set_len(1 << 30)
-            .unwrap();
-        let deploy = dir.join("deploy");
-        let port = free_port();
-        let child = ship(&big, &deploy, port, dir, host_args)
-            .args(["--no-start", "-q"])
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let partial = deploy.join(format!(".big.jar.{port}.partial"));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
-            assert!(Instant::now() < deadline, "the upload never started");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let BigUpload {
+            child,
+            big,
+            deploy,
+            partial,
+        } = big_upload_under_way(host_args, dir);
         // The build is still writing: the jar grows while it is sent.
         use std::io::Write;
         std::fs::OpenOptions::new()
