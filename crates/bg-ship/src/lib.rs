@@ -186,30 +186,47 @@ impl Failure for ShipError {
 const TAIL_LINES: usize = 50;
 
 /// `$1` the deploy directory, `$2` the artifact's name, `$3` its size.
-/// Prints the sha256 of the file already there when it has that size (or
-/// `-`: a file of another size cannot be identical, and is not read), then
-/// the directory's physical path: one round trip instead of two.
+/// Prints `BG-SUM ` and the sha256 of the file already there when it has
+/// that size (or `-`: a file of another size cannot be identical, and is
+/// not read), then the directory's physical path: one round trip instead of
+/// two. The marker lets a login shell print lines of its own first.
 const PREPARE_SCRIPT: &str = r#"mkdir -p -- "$1" && cd -- "$1" || exit 1
 if [ -f "$2" ] && size=$(wc -c < "$2") && [ "$((size))" -eq "$3" ]; then
-  sha256_of "$2" || echo -
+  sum=$(sha256_of "$2") || sum=-
 else
-  echo -
+  sum=-
 fi
+printf 'BG-SUM %s\n' "$sum"
 pwd -P
 "#;
 
 /// The same for `--dry-run`, which creates nothing.
 const RESOLVE_SCRIPT: &str = r#"if cd -- "$1" 2>/dev/null; then
   if [ -f "$2" ] && size=$(wc -c < "$2") && [ "$((size))" -eq "$3" ]; then
-    sha256_of "$2" || echo -
+    sum=$(sha256_of "$2") || sum=-
   else
-    echo -
+    sum=-
   fi
+  printf 'BG-SUM %s\n' "$sum"
   pwd -P
 else
-  echo -; printf '%s\n' "$1"
+  printf 'BG-SUM -\n%s\n' "$1"
 fi
 "#;
+
+/// The sum and the directory from [`PREPARE_SCRIPT`]'s output: what follows
+/// the first `BG-SUM` line is the directory, whatever it holds (a newline
+/// too), but the one newline `pwd` adds.
+fn parse_prepared(stdout: &str) -> Option<(String, String)> {
+    let at = if stdout.starts_with("BG-SUM ") {
+        0
+    } else {
+        stdout.find("\nBG-SUM ")? + 1
+    };
+    let (line, dir) = stdout[at + "BG-SUM ".len()..].split_once('\n')?;
+    let dir = dir.strip_suffix('\n').unwrap_or(dir);
+    Some((line.trim().to_string(), dir.to_string()))
+}
 
 /// `$1` partial name, `$2` expected size. Writes stdin to the partial name,
 /// then prints the sha256 of what is on disk once its size shows that every
@@ -282,8 +299,14 @@ impl Cli {
             &[&self.deploy_path, &plan.name, &plan.len.to_string()],
         ))?;
         let stdout = output.stdout_text();
-        let (remote_hash, dir) = stdout.split_once('\n').unwrap_or(("-", &stdout));
-        let dir = dir.strip_suffix('\n').unwrap_or(dir).to_string();
+        let Some((remote_hash, dir)) = parse_prepared(&stdout) else {
+            return Err(HostError::Command {
+                host: host.name().to_string(),
+                command: "make the deploy directory".to_string(),
+                output: Box::new(output),
+            }
+            .into());
+        };
         let remote = join(&dir, &plan.name);
         // Per port, as the lock is: two runs for the two ports that ship the
         // same jar into one directory never write the same partial file.
@@ -641,6 +664,21 @@ mod tests {
     fn joins_paths() {
         assert_eq!(join("/srv/app", "a.jar"), "/srv/app/a.jar");
         assert_eq!(join("/", "a.jar"), "/a.jar");
+    }
+
+    #[test]
+    fn the_prepared_directory_is_whatever_follows_the_sum() {
+        let sum = "a".repeat(64);
+        assert_eq!(
+            parse_prepared(&format!("BG-SUM {sum}\n/srv/app\n")),
+            Some((sum.clone(), "/srv/app".to_string()))
+        );
+        // A chatty login shell first; a directory with a newline and a marker.
+        assert_eq!(
+            parse_prepared("welcome!\nBG-SUM -\n/srv/a\nBG-SUM x\n\n"),
+            Some(("-".to_string(), "/srv/a\nBG-SUM x\n".to_string()))
+        );
+        assert_eq!(parse_prepared("no marker\n/srv\n"), None);
     }
 
     #[test]
