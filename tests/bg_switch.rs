@@ -32,6 +32,14 @@ both_ways!(switches_back_and_forth_through_real_nginx, |via: Via| {
     );
     site.assert_serves("green");
     assert_eq!(site.enabled_port(), green);
+    // Done: the "switch in progress" marker is gone with the history line.
+    let markers: Vec<String> = std::fs::read_dir(site.work.path().join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pending"))
+        .collect();
+    assert!(markers.is_empty(), "{markers:?}");
+    assert_eq!(site.history_lines().len(), 1);
     // The enabled link carries the name of the file it points to.
     assert_eq!(site.enabled(), [format!("dev_{blue}")]);
     assert_eq!(site.detect(&[]).code(0).stdout, format!("{blue}\n"));
@@ -548,7 +556,7 @@ fn sudo_runs_every_change_to_nginx_through_sudo() {
     for expected in [
         "# list a directory",
         "# point a site link",
-        "# append a line",
+        "# record the switch",
         site.nginx.test_cmd().as_str(),
         // The reload command runs inside this script (which then waits
         // for nginx's new workers), under the same sudo.

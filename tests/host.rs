@@ -473,3 +473,35 @@ fn a_watch_whose_shell_dies_stops_looking() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+both_ways!(
+    files_read_ahead_answer_as_read_file_does,
+    |host: &dyn Host, dir: &Path| {
+        let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        std::fs::write(dir.join("plain"), "server 127.0.0.1:8000;\n").unwrap();
+        std::fs::write(dir.join("empty"), "").unwrap();
+        std::fs::write(dir.join("it's $(x)\nnl"), b"\x00binary\nF 3\n").unwrap();
+        std::fs::create_dir(dir.join("a dir")).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("dangling")).unwrap();
+        std::os::unix::fs::symlink(dir.join("plain"), dir.join("link")).unwrap();
+        let paths: Vec<String> = [
+            "plain",
+            "empty",
+            "it's $(x)\nnl",
+            "a dir",
+            "dangling",
+            "link",
+            "absent",
+        ]
+        .iter()
+        .map(|n| p(n))
+        .collect();
+        let ahead = bg_core::host::Prefetched::new(host, &paths, false);
+        for path in &paths {
+            let direct = host.read_file(path, false).map_err(|e| e.to_string());
+            let read = ahead.read_file(path, false).map_err(|e| e.to_string());
+            assert_eq!(read, direct, "{path:?}");
+        }
+        assert!(!Path::new("/tmp/bg-host-pwned").exists());
+    }
+);

@@ -142,6 +142,20 @@ impl LayoutArgs {
     fn is_color(&self, port: u16) -> bool {
         port == self.blue_port || port == self.green_port
     }
+
+    /// The files that reading the state and finding the file to enable
+    /// usually read: worth reading ahead in one command
+    /// ([`crate::host::Prefetched`]). Anything else is read when needed.
+    pub fn usual_files(&self) -> Vec<String> {
+        match self.managed_file() {
+            Some(path) => vec![path.to_string()],
+            None => self
+                .site_files()
+                .iter()
+                .flat_map(|f| [join(&self.sites_enabled, f), join(&self.sites_available, f)])
+                .collect(),
+        }
+    }
 }
 
 /// `DIR/NAME`.

@@ -304,9 +304,14 @@ impl bg_core::Tool for Cli {
         // Left by a run that was killed between changing the files and
         // finishing: nginx may not have loaded what the files say.
         let pending_path = format!("{lock_path}.pending");
-        let interrupted = host.read_file(&pending_path, false)?;
+        // The marker and the site's files, read in one command; nothing is
+        // written until `plan` below is done with them.
+        let mut ahead = self.layout.usual_files();
+        ahead.push(pending_path.clone());
+        let read = bg_core::host::Prefetched::new(host, &ahead, true);
+        let interrupted = read.read_file(&pending_path, false)?;
 
-        let state = layout::read_state(host, &self.layout)?;
+        let state = layout::read_state(&read, &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let from = state.active();
         if from == Some(self.port) {
@@ -331,7 +336,7 @@ impl bg_core::Tool for Cli {
             );
             return Ok(report);
         }
-        let change = self.plan(host, &state)?;
+        let change = self.plan(&read, &state)?;
         log::info(&format!(
             "site {site}: switching from {} to port {} ({})",
             port_text(from),
@@ -348,12 +353,10 @@ impl bg_core::Tool for Cli {
             Ok(()) => ("done", None),
             Err(error) => (error_result(error), Some(error.to_string())),
         };
-        self.record(host, from, record.0, record.1);
         // After a failed undo the files are in doubt: the marker stays, so
         // that the next run tests and reloads whatever it finds.
-        if record.0 != "rollback failed" {
-            remove(host, &pending_path);
-        }
+        let done_with = (record.0 != "rollback failed").then_some(pending_path.as_str());
+        self.record(host, from, record.0, record.1, done_with);
         result?;
         log::info(&format!(
             "site {site}: port {} ({}) is active",
@@ -802,7 +805,17 @@ impl Cli {
     }
 
     /// Appends the history line; a failure to record does not undo a switch.
-    fn record(&self, host: &dyn Host, from: Option<u16>, result: &str, reason: Option<String>) {
+    /// Appends the history line, and removes the marker `pending` when
+    /// given: one command on the host. A failure to record does not undo a
+    /// switch.
+    fn record(
+        &self,
+        host: &dyn Host,
+        from: Option<u16>,
+        result: &str,
+        reason: Option<String>,
+        pending: Option<&str>,
+    ) {
         let path = self
             .history_file
             .clone()
@@ -818,8 +831,33 @@ impl Cli {
         if let Some(reason) = reason {
             line["reason"] = Value::from(reason);
         }
-        if let Err(e) = host.append_line(&path, &line.to_string(), true) {
-            log::warn(&format!("the switch was not recorded in {path}: {e}"));
+        let line = line.to_string();
+        let cmd =
+            Cmd::script(RECORD_SCRIPT, &[&path, &line, pending.unwrap_or("")]).privileged(true);
+        match host.run(&cmd) {
+            Ok(output) if output.code == Some(0) => {}
+            Ok(output) if output.code == Some(3) => log::warn(&format!(
+                "cannot remove {}: {}",
+                pending.unwrap_or(""),
+                output.stderr_text().trim()
+            )),
+            Ok(output) => log::warn(&format!(
+                "the switch was not recorded in {path}: {}",
+                output.stderr_text().trim()
+            )),
+            Err(e) => log::warn(&format!("the switch was not recorded in {path}: {e}")),
         }
     }
 }
+
+/// `$1` the history file, `$2` its new line, `$3` the marker to remove (or
+/// empty), each tried whatever became of the other. Exit 1 when the line
+/// could not be appended, 3 when only the marker could not be removed.
+const RECORD_SCRIPT: &str = r#"# record the switch
+dir=$(dirname -- "$1") && mkdir -p -- "$dir" && printf '%s\n' "$2" >> "$1"
+recorded=$?
+removed=0
+[ -z "$3" ] || rm -f -- "$3" || removed=1
+[ "$recorded" = 0 ] || exit 1
+[ "$removed" = 0 ] || exit 3
+"#;

@@ -8,6 +8,7 @@
 mod key;
 mod known_hosts;
 mod local;
+mod prefetch;
 mod ssh;
 mod target;
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
+pub use prefetch::Prefetched;
 pub use ssh::{SshHost, SshOptions};
 pub use target::Target;
 
