@@ -505,3 +505,28 @@ both_ways!(
         assert!(!Path::new("/tmp/bg-host-pwned").exists());
     }
 );
+
+both_ways!(
+    waiting_for_a_free_port_sees_it_freed,
+    |host: &dyn Host, _dir: &Path| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let started = Instant::now();
+        assert!(!bg_core::listeners::wait_free(host, port, Duration::from_millis(300)).unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(listener);
+        });
+        let waiting = Instant::now();
+        assert!(bg_core::listeners::wait_free(host, port, Duration::from_secs(20)).unwrap());
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            waiting.elapsed()
+        );
+        closer.join().unwrap();
+        // Free already: at once.
+        assert!(bg_core::listeners::wait_free(host, port, Duration::ZERO).unwrap());
+    }
+);

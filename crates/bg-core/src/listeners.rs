@@ -14,6 +14,8 @@
 //! app on a port that is still taken (the old app would answer the health
 //! check in the new one's place).
 
+use std::time::{Duration, Instant};
+
 use crate::cmd::Cmd;
 use crate::error::HostError;
 use crate::host::Host;
@@ -116,6 +118,47 @@ pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
         listeners,
         hidden,
     })
+}
+
+/// `$1` the port as /proc writes it (four upper-case hex digits), `$2` how
+/// long to wait, in tenths of a second. Prints `FREE` once no socket
+/// listens on the port, or `BUSY` at the end; exit 100 without /proc.
+const WAIT_FREE_SCRIPT: &str = r#"# wait until nothing listens on a port
+[ -r /proc/net/tcp ] || exit 100
+i=0
+while :; do
+  if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+      awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) busy = 1 } END { exit !busy }'; then
+    echo FREE; exit 0
+  fi
+  [ "$i" -ge "$2" ] && { echo BUSY; exit 0; }
+  if sleep 0.1 2>/dev/null; then i=$((i + 1)); else sleep 1; i=$((i + 10)); fi
+done
+"#;
+
+/// Waits up to `within` until nothing listens on `port`; `true` once free.
+/// One command on the host does the looking (a read of the TCP tables
+/// every 0.1 s), not a command per look; without /proc, a command per look.
+pub fn wait_free(host: &dyn Host, port: u16, within: Duration) -> Result<bool, HostError> {
+    let tenths = within.as_millis().div_ceil(100).to_string();
+    let cmd = Cmd::script(WAIT_FREE_SCRIPT, &[&format!("{port:04X}"), &tenths])
+        .timeout(within + Duration::from_secs(30));
+    let output = host.run(&cmd)?;
+    if output.code == Some(NO_PROC) && output.signal.is_none() {
+        let until = Instant::now() + within;
+        loop {
+            if !is_listening(host, port)? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(100).min(until - now));
+        }
+    }
+    let output = host.check(&cmd, output)?;
+    Ok(output.stdout_text().lines().any(|l| l == "FREE"))
 }
 
 /// Whether anything listens on `port`: one read of the TCP tables.

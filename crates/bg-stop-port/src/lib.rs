@@ -133,9 +133,6 @@ pub fn parse_signal(value: &str) -> Result<String, String> {
     }
 }
 
-/// How often the port is looked at while we wait.
-const POLL: Duration = Duration::from_millis(100);
-
 /// After a KILL, the least time we give the kernel to close the sockets.
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
@@ -299,18 +296,9 @@ fn signal(host: &dyn Host, sig: &str, pids: &[u32]) -> Result<(), HostError> {
     host.check(&cmd, output).map(drop)
 }
 
-/// Polls until nothing listens on `port` (`true`) or `until` passes (`false`).
+/// Waits until nothing listens on `port` (`true`) or `until` passes (`false`).
 fn wait_free(host: &dyn Host, port: u16, until: Instant) -> Result<bool, HostError> {
-    loop {
-        if !is_listening(host, port)? {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        if now >= until {
-            return Ok(false);
-        }
-        std::thread::sleep(POLL.min(until - now));
-    }
+    bg_core::listeners::wait_free(host, port, until.saturating_duration_since(Instant::now()))
 }
 
 #[cfg(test)]
