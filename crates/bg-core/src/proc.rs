@@ -1,4 +1,4 @@
-//! Processes on a host: is one still alive, and what did its log say last.
+//! Processes on a host: watching one until it ends, and what its log said last.
 //!
 //! bg-ship and bg-healthcheck both watch the app they care about and show the
 //! end of its log when it dies, on the local machine or over SSH.
@@ -24,13 +24,6 @@ const ALIVE_FUNCTION: &str = r#"alive() {
   ps -p "$1" >/dev/null 2>&1
 }
 "#;
-
-/// Whether process `pid` runs on the host.
-pub fn alive(host: &dyn Host, pid: u32) -> Result<bool, HostError> {
-    let script = format!("# is the process alive\n{ALIVE_FUNCTION}alive \"$1\"\n");
-    let output = host.run(&Cmd::script(&script, &[&pid.to_string()]))?;
-    Ok(output.success())
-}
 
 /// `$1` a pid, `$2` seconds between looks. Prints `ALIVE` after a first
 /// look that found the process, then `GONE` once it is not alive (or only

@@ -191,27 +191,29 @@ const TAIL_LINES: usize = 50;
 /// not read), then the directory's physical path: one round trip instead of
 /// two. The marker lets a login shell print lines of its own first.
 const PREPARE_SCRIPT: &str = r#"mkdir -p -- "$1" && cd -- "$1" || exit 1
-if [ -f "$2" ] && size=$(wc -c < "$2") && [ "$((size))" -eq "$3" ]; then
-  sum=$(sha256_of "$2") || sum=-
-else
-  sum=-
-fi
-printf 'BG-SUM %s\n' "$sum"
+sum_there "$2" "$3"
 pwd -P
 "#;
 
 /// The same for `--dry-run`, which creates nothing.
 const RESOLVE_SCRIPT: &str = r#"if cd -- "$1" 2>/dev/null; then
-  if [ -f "$2" ] && size=$(wc -c < "$2") && [ "$((size))" -eq "$3" ]; then
-    sum=$(sha256_of "$2") || sum=-
-  else
-    sum=-
-  fi
-  printf 'BG-SUM %s\n' "$sum"
+  sum_there "$2" "$3"
   pwd -P
 else
   printf 'BG-SUM -\n%s\n' "$1"
 fi
+"#;
+
+/// `sum_there NAME SIZE`: the `BG-SUM` line for the file NAME in the
+/// current directory, shared by [`PREPARE_SCRIPT`] and [`RESOLVE_SCRIPT`].
+const SUM_THERE_FUNCTION: &str = r#"sum_there() {
+  if [ -f "$1" ] && size=$(wc -c < "$1") && [ "$((size))" -eq "$2" ]; then
+    sum=$(sha256_of "$1") || sum=-
+  else
+    sum=-
+  fi
+  printf 'BG-SUM %s\n' "$sum"
+}
 "#;
 
 /// The sum and the directory from [`PREPARE_SCRIPT`]'s output: what follows
@@ -289,14 +291,15 @@ impl Cli {
             }
             bg_core::log::warn(&format!("dry run: {busy}"));
         }
-        let script = if self.dry_run {
-            with_sha256("find the deploy directory", RESOLVE_SCRIPT)
+        let (title, body) = if self.dry_run {
+            ("find the deploy directory", RESOLVE_SCRIPT)
         } else {
-            with_sha256("make the deploy directory", PREPARE_SCRIPT)
+            ("make the deploy directory", PREPARE_SCRIPT)
         };
+        let script = with_sha256(title, &format!("{SUM_THERE_FUNCTION}{body}"));
         let output = host.run_ok(&Cmd::script(
             &script,
-            &[&self.deploy_path, &plan.name, &plan.len.to_string()],
+            &[&self.deploy_path, &plan.name, &plan.len().to_string()],
         ))?;
         let stdout = output.stdout_text();
         let Some((remote_hash, dir)) = parse_prepared(&stdout) else {
@@ -357,7 +360,7 @@ impl Cli {
                 format!(
                     "would upload {} ({}) to {remote}",
                     self.artifact.display(),
-                    human(plan.len)
+                    human(plan.len())
                 )
             };
             bg_core::log::info(&format!("dry run on {}: {upload}", host.name()));
@@ -431,9 +434,14 @@ impl Cli {
 /// What the flags mean once checked, before anything touches the host.
 struct Checked {
     name: String,
-    len: u64,
     java_opts: Vec<String>,
     stamp: Stamp,
+}
+
+impl Checked {
+    fn len(&self) -> u64 {
+        self.stamp.len
+    }
 }
 
 /// The artifact as it was when checked. A jar written or replaced since
@@ -510,7 +518,6 @@ impl Cli {
         }
         Ok(Checked {
             name,
-            len: meta.len(),
             java_opts,
             stamp: Stamp::of(&meta),
         })
@@ -526,7 +533,7 @@ impl Cli {
         remote: &str,
         plan: &Checked,
     ) -> Result<String, Box<dyn Failure>> {
-        let len = plan.len;
+        let len = plan.len();
         bg_core::log::info(&format!(
             "uploading {} ({}) to {} on {}",
             self.artifact.display(),

@@ -4,7 +4,6 @@
 //! anything.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::{Host, Input, Output, Running};
 use crate::cmd::Cmd;
@@ -106,10 +105,6 @@ impl Host for Prefetched<'_> {
             Some(answer) => Ok(answer.clone()),
             None => self.host.read_file(path, privileged),
         }
-    }
-
-    fn lock(&self, path: &str, timeout: Duration, holder: &str) -> Result<super::Lock, HostError> {
-        self.host.lock(path, timeout, holder)
     }
 }
 
