@@ -32,6 +32,15 @@ impl OutputArgs {
     }
 }
 
+/// Which SSH client reaches a `--host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SshClient {
+    /// libssh2, built in: needs nothing on the agent (the static build's choice)
+    Ssh2,
+    /// The system's `ssh`, with a shared connection (ControlMaster)
+    Openssh,
+}
+
 /// Where to act: this machine, or `--host` over SSH.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Host")]
@@ -44,9 +53,9 @@ pub struct HostArgs {
     #[arg(long, env = "BG_SSH_USER", value_name = "USER")]
     pub ssh_user: Option<String>,
 
-    /// SSH port (a :PORT in --host wins)
-    #[arg(long, env = "BG_SSH_PORT", default_value = "22", value_parser = parse_port, value_name = "PORT")]
-    pub ssh_port: u16,
+    /// SSH port (a :PORT in --host wins) [default: Port in ssh_config, else 22]
+    #[arg(long, env = "BG_SSH_PORT", value_parser = parse_port, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
 
     /// Private key (its passphrase in BG_SSH_PASSPHRASE) [default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa]
     #[arg(long, env = "BG_SSH_KEY", value_name = "FILE")]
@@ -56,13 +65,35 @@ pub struct HostArgs {
     #[arg(long, env = "BG_KNOWN_HOSTS", value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// Unknown or changed host keys: refuse (strict), add unknown ones (accept-new), or do not check (off)
-    #[arg(long, env = "BG_HOST_KEY_CHECK", value_enum, default_value_t = HostKeyCheck::Strict, value_name = "MODE")]
-    pub host_key_check: HostKeyCheck,
+    /// Unknown or changed host keys: refuse (strict), add unknown ones (accept-new), or do not check (off) [default: StrictHostKeyChecking in ssh_config, else strict]
+    #[arg(long, env = "BG_HOST_KEY_CHECK", value_enum, value_name = "MODE")]
+    pub host_key_check: Option<HostKeyCheck>,
 
-    /// Limit for the TCP connect and the SSH handshake
-    #[arg(long, env = "BG_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub connect_timeout: Duration,
+    /// Limit for the TCP connect and the SSH handshake [default: ConnectTimeout in ssh_config, else 10s]
+    #[arg(long, env = "BG_CONNECT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Option<Duration>,
+
+    /// OpenSSH client configuration to read (Host, HostName, User, Port, IdentityFile, ProxyJump...) [default: ~/.ssh/config]
+    #[arg(
+        long,
+        env = "BG_SSH_CONFIG",
+        value_name = "FILE",
+        conflicts_with = "no_ssh_config"
+    )]
+    pub ssh_config: Option<PathBuf>,
+
+    /// Read no ssh_config file: only the flags and BG_* variables count
+    #[arg(long, env = "BG_NO_SSH_CONFIG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_ssh_config: bool,
+
+    /// How to reach the host: the built-in client (ssh2), or the system's `ssh` (openssh), which
+    /// shares one connection across the stages of a pipeline and knows all of OpenSSH's options
+    #[arg(long, env = "BG_SSH_CLIENT", value_enum, default_value_t = SshClient::Ssh2, value_name = "CLIENT")]
+    pub ssh_client: SshClient,
+
+    /// openssh client: how long its shared connection stays open after the last use (ControlPersist)
+    #[arg(long, env = "BG_SSH_PERSIST", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ssh_persist: Duration,
 
     /// Run privileged commands as `sudo -n ...` (BG_SUDO=1)
     #[arg(long, env = "BG_SUDO", value_parser = clap::builder::BoolishValueParser::new())]
@@ -94,7 +125,7 @@ impl HostArgs {
         };
         let mut options = SshOptions::new(Target::parse(host)?);
         options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
-        options.port = self.ssh_port;
+        options.port = self.ssh_port.unwrap_or(22);
         options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
         // A key file that is not there is bad input, whether or not the host answers.
         if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
@@ -105,8 +136,8 @@ impl HostArgs {
             .known_hosts
             .clone()
             .filter(|p| !p.as_os_str().is_empty());
-        options.host_key_check = self.host_key_check;
-        options.connect_timeout = self.connect_timeout;
+        options.host_key_check = self.host_key_check.unwrap_or(HostKeyCheck::Strict);
+        options.connect_timeout = self.connect_timeout.unwrap_or(Duration::from_secs(10));
         options.sudo = self.sudo;
         options.agent_socket = env_path("SSH_AUTH_SOCK");
         options.home = env_path("HOME");

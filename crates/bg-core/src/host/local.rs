@@ -129,6 +129,22 @@ impl Running for RunningChild {
             Err(mpsc::RecvTimeoutError::Disconnected) => Line::Ended,
         })
     }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| HostError::Spawn {
+            host: "local".to_string(),
+            program: "a running command".to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "its stdin is closed"),
+        })?;
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .map_err(|source| HostError::Spawn {
+                host: "local".to_string(),
+                program: "a running command".to_string(),
+                source,
+            })
+    }
 }
 
 impl Drop for RunningChild {

@@ -113,6 +113,10 @@ pub trait Running: Send {
     /// The next line the command prints, waiting up to `wait` for one
     /// (`Duration::ZERO`: only look).
     fn line(&mut self, wait: Duration) -> Result<Line, HostError>;
+
+    /// Writes `bytes` to the command's stdin, all of them: a script that
+    /// holds one channel open for a whole run reads its next step there.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), HostError>;
 }
 
 /// A machine we run commands on.

@@ -709,6 +709,35 @@ impl Running for RunningChannel {
             }
         }
     }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        let mut offset = 0;
+        let mut buf = [0u8; 4096];
+        while offset < bytes.len() {
+            match self.channel.write(&bytes[offset..]) {
+                Ok(n) => offset += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // Keep reading while we wait, so that a command that
+                    // answers as it reads cannot stall us on the window.
+                    let _ = drain(&mut self.channel, &mut self.stdout, &mut buf);
+                    let mut sink = Vec::new();
+                    let _ = drain(&mut self.channel.stderr(), &mut sink, &mut buf);
+                    self.inner.wait(None);
+                }
+                Err(source) => {
+                    return Err(HostError::Transport {
+                        target: self.inner.name.clone(),
+                        during: "writing to a running command",
+                        source,
+                    });
+                }
+            }
+        }
+        // No flush: libssh2's channel flush discards unread input. A write
+        // that returned has gone out (libssh2 sends a whole packet or says
+        // "would block").
+        Ok(())
+    }
 }
 
 impl Drop for RunningChannel {
