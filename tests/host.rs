@@ -1,5 +1,6 @@
-//! bg-core's Host, run both ways: on the local machine and over a real sshd.
-//! Each scenario is written once and run as `NAME::local` and `NAME::ssh`.
+//! bg-core's Host, run every way: on the local machine, over a real sshd, and
+//! over that sshd with every command through one channel (`MuxHost`). Each
+//! scenario is written once and run as `NAME::local`, `NAME::ssh`, `NAME::mux`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -26,6 +27,15 @@ macro_rules! both_ways {
             fn ssh() {
                 let sshd = Sshd::start();
                 let host = sshd.connect();
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&host as &dyn Host, dir.path());
+            }
+
+            /// Over SSH, every command through the run's one channel.
+            #[test]
+            fn mux() {
+                let sshd = Sshd::start();
+                let host = bg_core::host::MuxHost::new(Box::new(sshd.connect()));
                 let dir = tempfile::tempdir().unwrap();
                 ($body)(&host as &dyn Host, dir.path());
             }

@@ -52,8 +52,9 @@ impl Sshd {
         Sshd::start_with("")
     }
 
-    /// Starts a server with `extra` lines at the end of its config
-    /// (`Ciphers aes128-ctr\n`, say).
+    /// Starts a server with `extra` lines in its config (`Ciphers
+    /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first: sshd
+    /// takes the first value it reads for a keyword.
     pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
@@ -86,11 +87,11 @@ impl Sshd {
             std::fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                    "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
                      PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
                      AllowUsers {user}\nMaxStartups 100\nMaxAuthTries 10\nLogLevel VERBOSE\n\
-                     Subsystem sftp internal-sftp\n{extra}",
+                     Subsystem sftp internal-sftp\n",
                     host_key = host_key.display(),
                     dir = dir.path().display(),
                 ),
@@ -196,6 +197,29 @@ impl Sshd {
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect();
         std::fs::write(self.dir.path().join("authorized_keys"), text).unwrap();
+    }
+
+    /// Everything sshd logged before this call: a new connection's first
+    /// line comes after whatever its processes wrote earlier, so once the
+    /// log shows it, the earlier lines are in.
+    pub fn settled_log(&self) -> String {
+        use std::io::Read;
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mine = format!(
+            "Connection from 127.0.0.1 port {} ",
+            probe.local_addr().unwrap().port()
+        );
+        // Its banner: sshd has logged the connection by then.
+        let _ = probe.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = probe.read(&mut [0u8; 64]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log();
+            if text.contains(&mine) || std::time::Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What sshd said so far.

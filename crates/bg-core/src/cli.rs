@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::HostError;
-use crate::host::{Host, HostKeyCheck, LocalHost, SshHost, SshOptions, Target};
+use crate::host::{Host, HostKeyCheck, LocalHost, MuxHost, SshHost, SshOptions, Target};
 use crate::output::Format;
 
 /// `--format`, `-v`, `-q`.
@@ -107,7 +107,8 @@ impl HostArgs {
             None => Ok(Box::new(LocalHost::new(self.sudo))),
             Some(options) => {
                 crate::log::debug(&format!("connecting to {}", options.target));
-                Ok(Box::new(SshHost::connect(&options)?))
+                let ssh = SshHost::connect(&options)?;
+                Ok(Box::new(MuxHost::new(Box::new(ssh))))
             }
         }
     }

@@ -24,10 +24,11 @@ unset BUILD_ID JENKINS_NODE_COOKIE JENKINS_SERVER_COOKIE
 while [ "$n" -gt 0 ]; do export "$1" || exit 2; shift; n=$((n - 1)); done
 cd -- "$dir" || exit 1
 printf '=== %s bg-ship: starting the app\n' "$(date '+%Y-%m-%d %H:%M:%S %z')" >> "$log" || exit 1
+# The app must not keep this run's locks (fds 7 to 9 of the host's driver).
 if command -v setsid >/dev/null 2>&1; then
-  setsid nohup "$@" </dev/null >>"$log" 2>&1 &
+  setsid nohup "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
 else
-  nohup "$@" </dev/null >>"$log" 2>&1 &
+  nohup "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
 fi
 pid=$!
 printf '%s\n' "$pid" > "$pidfile" || exit 1

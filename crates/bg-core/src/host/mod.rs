@@ -8,6 +8,7 @@
 mod key;
 mod known_hosts;
 mod local;
+mod mux;
 mod prefetch;
 mod ssh;
 mod target;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
+pub use mux::MuxHost;
 pub use prefetch::Prefetched;
 pub use ssh::{SshHost, SshOptions};
 pub use target::Target;
@@ -264,50 +266,70 @@ pub trait Host {
     /// Takes an exclusive lock on `path` (flock semantics), waiting up to
     /// `timeout` for another holder; `holder` describes us to whoever waits.
     fn lock(&self, path: &str, timeout: Duration, holder: &str) -> Result<Lock, HostError> {
-        let seconds = format!("{:.3}", timeout.as_secs_f64());
-        let cmd = Cmd::script(LOCK_SCRIPT, &[path, &seconds, holder]);
-        // The host waits for the lock itself; we allow it some extra time to answer.
-        let deadline = Instant::now() + timeout + Duration::from_secs(30);
-        let mut running = self.start(&cmd)?;
-        let mut other = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match running.line(left)? {
-                Line::Line(line) if line.starts_with("LOCKED") => {
-                    return Ok(Lock {
-                        _release: Box::new(running),
-                        path: cmd.to_string(),
-                    });
-                }
-                Line::Line(line) if line.starts_with("BUSY ") => {
-                    drop(running);
-                    let holder = line["BUSY ".len()..].trim();
-                    return Err(HostError::Busy {
-                        host: self.name().to_string(),
-                        lock: path.to_string(),
-                        holder: if holder.is_empty() {
-                            "another run".to_string()
-                        } else {
-                            holder.to_string()
-                        },
-                        waited: timeout,
-                    });
-                }
-                // Our script's complaint, or a chatty login shell's lines.
-                Line::Line(line) => other.push(line),
-                Line::NotYet | Line::Ended => {
-                    drop(running);
-                    return Err(HostError::Command {
-                        host: self.name().to_string(),
-                        command: cmd.to_string(),
-                        output: Box::new(Output {
-                            stderr: other.join("\n").into_bytes(),
-                            ..Output::default()
-                        }),
-                    });
-                }
+        lock_with(self, path, timeout, holder)
+    }
+}
+
+/// [`Host::lock`] through a command left running, its stdin held open.
+pub(crate) fn lock_with<H: Host + ?Sized>(
+    host: &H,
+    path: &str,
+    timeout: Duration,
+    holder: &str,
+) -> Result<Lock, HostError> {
+    let seconds = format!("{:.3}", timeout.as_secs_f64());
+    let cmd = Cmd::script(LOCK_SCRIPT, &[path, &seconds, holder]);
+    // The host waits for the lock itself; we allow it some extra time to answer.
+    let deadline = Instant::now() + timeout + Duration::from_secs(30);
+    let mut running = host.start(&cmd)?;
+    let mut other = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match running.line(left)? {
+            Line::Line(line) if line.starts_with("LOCKED") => {
+                return Ok(Lock {
+                    _release: Box::new(running),
+                    path: cmd.to_string(),
+                });
+            }
+            Line::Line(line) if line.starts_with("BUSY ") => {
+                drop(running);
+                return Err(busy(host, path, &line["BUSY ".len()..], timeout));
+            }
+            // Our script's complaint, or a chatty login shell's lines.
+            Line::Line(line) => other.push(line),
+            Line::NotYet | Line::Ended => {
+                drop(running);
+                return Err(HostError::Command {
+                    host: host.name().to_string(),
+                    command: cmd.to_string(),
+                    output: Box::new(Output {
+                        stderr: other.join("\n").into_bytes(),
+                        ..Output::default()
+                    }),
+                });
             }
         }
+    }
+}
+
+/// The error for a lock that another run held all along.
+pub(crate) fn busy<H: Host + ?Sized>(
+    host: &H,
+    path: &str,
+    holder: &str,
+    waited: Duration,
+) -> HostError {
+    let holder = holder.trim();
+    HostError::Busy {
+        host: host.name().to_string(),
+        lock: path.to_string(),
+        holder: if holder.is_empty() {
+            "another run".to_string()
+        } else {
+            holder.to_string()
+        },
+        waited,
     }
 }
 

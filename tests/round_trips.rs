@@ -1,0 +1,126 @@
+//! A deploy agent is often 50 ms from its hosts, and every SSH channel costs
+//! round trips and a start of the login shell there. The whole deploy
+//! (detect, stop, ship, health check, switch) over a real sshd must open at
+//! most 7 channels: one per binary, and the upload's. sshd's own log
+//! counts them, not our binaries.
+
+#[path = "nginx_site/mod.rs"]
+mod nginx_site;
+
+use bg_deploy_tests::{Bin, Sshd, app_jar};
+use nginx_site::{Site, Via};
+
+/// JVM options that start the stand-in quickly.
+const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+
+/// Kills the shipped app when the test ends, whatever happened.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a pid the test's deploy started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+/// The session channels sshd has opened so far.
+fn channels(sshd: &Sshd) -> usize {
+    sshd.settled_log()
+        .lines()
+        .filter(|l| l.contains("server_input_channel_open: ctype session"))
+        .count()
+}
+
+fn env_value(stdout: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+        .trim_matches('\'')
+        .to_string()
+}
+
+#[test]
+fn a_whole_deploy_opens_at_most_seven_channels() {
+    let sshd = Sshd::start_with("LogLevel DEBUG1\n");
+    let host = sshd.host_args();
+    let mut site = Site::new("dev", Via::Ssh(sshd));
+    site.enable(site.blue);
+    site.start(&[]);
+    site.assert_serves("blue");
+    let sshd = match &site.via {
+        Via::Ssh(sshd) => sshd,
+        _ => unreachable!(),
+    };
+    let mut stages: Vec<(&str, usize)> = Vec::new();
+    let mut before = channels(sshd);
+    let mut counted = |stage: &'static str| {
+        let now = channels(sshd);
+        stages.push((stage, now - before));
+        before = now;
+    };
+
+    let detect = site.detect(&["--format", "env"]);
+    detect.code(0);
+    let target: u16 = env_value(&detect.stdout, "BG_TARGET_PORT").parse().unwrap();
+    assert_eq!(target, site.green);
+    counted("bg-detect-port");
+
+    let locks = site.work.path().join("locks");
+    let lock_dir = locks.to_str().unwrap();
+    Bin::new("bg-stop-port")
+        .args(&host)
+        .args(["--port", &target.to_string()])
+        .args(["--protect-port", &site.blue.to_string()])
+        .args(["--lock-dir", lock_dir])
+        .run()
+        .code(0);
+    counted("bg-stop-port");
+
+    let deploy = site.work.path().join("deploy");
+    let ship = Bin::new("bg-ship")
+        .args(&host)
+        .args(["--artifact", app_jar().to_str().unwrap()])
+        .args(["--deploy-path", deploy.to_str().unwrap()])
+        .args(["--port", &target.to_string()])
+        .args(["--java-opts", &format!("{FAST} -Dapp.version=green-2")])
+        .args(["--lock-dir", lock_dir, "--format", "env"])
+        .run();
+    ship.code(0);
+    let pid: u32 = env_value(&ship.stdout, "BG_PID").parse().unwrap();
+    let _app = Reap(pid);
+    counted("bg-ship");
+
+    Bin::new("bg-healthcheck")
+        .args(&host)
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{target}/actuator/health"),
+            "--watch-pid",
+            &pid.to_string(),
+            "--timeout",
+            "60s",
+            "--interval",
+            "100ms",
+        ])
+        .run()
+        .code(0);
+    counted("bg-healthcheck");
+
+    site.switch(target, &[]).code(0);
+    counted("bg-switch");
+
+    // Old workers answer with the previous config for a moment.
+    site.assert_serves("green-2");
+    let total: usize = stages.iter().map(|(_, n)| n).sum();
+    eprintln!("channels per stage: {stages:?}, {total} in all");
+    assert!(
+        total <= 7,
+        "a deploy opened {total} SSH channels ({stages:?}); at most 7"
+    );
+    for (stage, n) in &stages {
+        let most = if *stage == "bg-ship" { 2 } else { 1 };
+        assert!(*n <= most, "{stage} opened {n} channels ({stages:?})");
+    }
+}
