@@ -21,7 +21,7 @@ use crate::host::{Host, Output};
 /// `nginx_workers PIDFILE` prints one line per worker process of the master
 /// whose pid is in PIDFILE: `PID live`, or `PID old` for one shutting down
 /// after a reload. Status 100 when there is no such master to look at.
-const WORKERS_FUNCTION: &str = r#"nginx_workers() {
+pub const WORKERS_FUNCTION: &str = r#"nginx_workers() {
   [ -r /proc/self/stat ] || return 100
   master=$(cat -- "$1" 2>/dev/null) || return 100
   case $master in ''|*[!0-9]*) return 100 ;; esac
@@ -42,32 +42,34 @@ const WORKERS_FUNCTION: &str = r#"nginx_workers() {
 }
 "#;
 
-/// `$1` the reload command, `$2` pid file, `$3` seconds to wait (a whole
-/// number: the clock it reads has seconds, so it waits one more). Notes the
+/// `reload_wait CMD PIDFILE SECONDS`: SECONDS a whole number (the clock it
+/// reads has seconds, so it waits one more). Notes the
 /// master's workers, runs the reload command (its output goes to stderr, so
 /// that our line is the only one on stdout; a failing status passes
 /// through), then waits until the master runs a worker that was not there
 /// before. The last stdout line says how that
 /// ended: `BG-RELOAD done`, `BG-RELOAD unknown` (no master to look at), or
 /// `BG-RELOAD not-yet PID live|old ...` at the deadline.
-const RELOAD_SCRIPT: &str = r#"if now=$(nginx_workers "$2"); then
-  before=$(printf '%s\n' "$now" | awk '$2 == "live" { printf "%s ", $1 }')
-else
-  before=-
-fi
-sh -c "$1" >&2 || exit
-[ "$before" = - ] && { echo "BG-RELOAD unknown"; exit 0; }
-deadline=$(( $(date +%s) + $3 + 1 ))
-while :; do
-  now=$(nginx_workers "$2") || { echo "BG-RELOAD unknown"; exit 0; }
-  for w in $(printf '%s\n' "$now" | awk '$2 == "live" { print $1 }'); do
-    case " $before " in *" $w "*) ;; *) echo "BG-RELOAD done"; exit 0 ;; esac
-  done
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "BG-RELOAD not-yet $(printf '%s\n' "$now" | tr '\n' ' ')"; exit 0
+pub const RELOAD_FUNCTION: &str = r#"reload_wait() {
+  if now=$(nginx_workers "$2"); then
+    before=$(printf '%s\n' "$now" | awk '$2 == "live" { printf "%s ", $1 }')
+  else
+    before=-
   fi
-  sleep 0.05 2>/dev/null || sleep 1
-done
+  sh -c "$1" >&2 || return
+  [ "$before" = - ] && { echo "BG-RELOAD unknown"; return 0; }
+  deadline=$(( $(date +%s) + $3 + 1 ))
+  while :; do
+    now=$(nginx_workers "$2") || { echo "BG-RELOAD unknown"; return 0; }
+    for w in $(printf '%s\n' "$now" | awk '$2 == "live" { print $1 }'); do
+      case " $before " in *" $w "*) ;; *) echo "BG-RELOAD done"; return 0 ;; esac
+    done
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "BG-RELOAD not-yet $(printf '%s\n' "$now" | tr '\n' ' ')"; return 0
+    fi
+    sleep 0.05 2>/dev/null || sleep 1
+  done
+}
 "#;
 
 /// What a reload found after its command said 0.
@@ -92,8 +94,9 @@ pub fn reload(
     within: Duration,
     timeout: Duration,
 ) -> Result<(Output, Option<Reload>), HostError> {
-    let script =
-        format!("# reload nginx, wait for its new workers\n{WORKERS_FUNCTION}{RELOAD_SCRIPT}");
+    let script = format!(
+        "# reload nginx, wait for its new workers\n{WORKERS_FUNCTION}{RELOAD_FUNCTION}reload_wait \"$@\"\n"
+    );
     let seconds = within.as_secs_f64().ceil().max(1.0).to_string();
     let cmd = Cmd::script(&script, &[reload_cmd, pid_file, &seconds])
         .privileged(true)
@@ -102,14 +105,17 @@ pub fn reload(
     if !output.success() {
         return Ok((output, None));
     }
-    let stdout = output.stdout_text();
+    Ok((output.clone(), Some(found(&output.stdout_text()))))
+}
+
+/// What the last `BG-RELOAD` line of [`RELOAD_FUNCTION`]'s output says.
+pub fn found(stdout: &str) -> Reload {
     let last = stdout.lines().last().unwrap_or("");
-    let found = match last.strip_prefix("BG-RELOAD ") {
+    match last.strip_prefix("BG-RELOAD ") {
         Some("done") => Reload::Done,
         Some(rest) if rest.starts_with("not-yet") => Reload::NotYet {
             workers: rest["not-yet".len()..].trim().to_string(),
         },
         _ => Reload::Unknown,
-    };
-    Ok((output, Some(found)))
+    }
 }

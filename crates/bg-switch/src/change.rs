@@ -114,6 +114,37 @@ impl Change {
         }
     }
 
+    /// [`Change::apply`] as one shell line, for the host to run inside the
+    /// switch's transaction; `None` when a file's bytes cannot go on a
+    /// command line (not UTF-8, or a NUL), and the steps run one by one.
+    pub fn apply_line(&self) -> Option<String> {
+        match self {
+            Change::Relink { dir, before, after } => {
+                let now = before.as_ref().map(|(name, _)| name.as_str()).unwrap_or("");
+                relink_cmd(dir, now, &after.0, &after.1)
+                    .to_shell_line(false)
+                    .ok()
+            }
+            Change::Rewrite { path, after, .. } => write_line(path, after),
+        }
+    }
+
+    /// [`Change::undo`] as one shell line, as [`Change::apply_line`].
+    pub fn undo_line(&self) -> Option<String> {
+        match self {
+            Change::Relink { dir, before, after } => match before {
+                Some((name, target)) => relink_cmd(dir, &after.0, name, target)
+                    .to_shell_line(false)
+                    .ok(),
+                None => remove_cmd(&join(dir, &after.0)).to_shell_line(false).ok(),
+            },
+            Change::Rewrite { path, before, .. } => match before {
+                Some(bytes) => write_line(path, bytes),
+                None => remove_cmd(path).to_shell_line(false).ok(),
+            },
+        }
+    }
+
     /// One line: what changes.
     pub fn describe(&self) -> String {
         match self {
@@ -162,6 +193,28 @@ impl Change {
     }
 }
 
+fn relink_cmd(dir: &str, now: &str, name: &str, target: &str) -> Cmd {
+    Cmd::script(RELINK_SCRIPT, &[dir, now, name, target])
+}
+
+fn remove_cmd(path: &str) -> Cmd {
+    Cmd::script(REMOVE_SCRIPT, &[path])
+}
+
+/// `printf '%s' BYTES | (write PATH atomically)`.
+fn write_line(path: &str, bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))?;
+    let write = Cmd::script(bg_core::host::WRITE_SCRIPT, &[path, "644"])
+        .to_shell_line(false)
+        .ok()?;
+    Some(format!(
+        "printf '%s' {} | {write}",
+        bg_core::quote::quote(text).ok()?
+    ))
+}
+
 fn relink(
     host: &dyn Host,
     dir: &str,
@@ -169,12 +222,12 @@ fn relink(
     name: &str,
     target: &str,
 ) -> Result<(), HostError> {
-    let cmd = Cmd::script(RELINK_SCRIPT, &[dir, now, name, target]).privileged(true);
+    let cmd = relink_cmd(dir, now, name, target).privileged(true);
     host.run_ok(&cmd).map(drop)
 }
 
 fn remove(host: &dyn Host, path: &str) -> Result<(), HostError> {
-    let cmd = Cmd::script(REMOVE_SCRIPT, &[path]).privileged(true);
+    let cmd = remove_cmd(path).privileged(true);
     host.run_ok(&cmd).map(drop)
 }
 

@@ -11,6 +11,7 @@
 //! one line in the history file.
 
 pub mod change;
+pub mod transaction;
 
 use std::time::{Duration, Instant};
 
@@ -345,18 +346,28 @@ impl bg_core::Tool for Cli {
         ));
         log::debug(&change.describe());
         let note = json!({"from": from, "to": self.port, "time": now()}).to_string();
-        if let Err(e) = host.write_file_atomic(&pending_path, note.as_bytes(), 0o644, false) {
-            log::warn(&format!("cannot write {pending_path}: {e}"));
-        }
-        let result = self.switch(host, &change, from);
-        let record = match &result {
-            Ok(()) => ("done", None),
-            Err(error) => (error_result(error), Some(error.to_string())),
+        let (result, recorded) = match change.apply_line().zip(change.undo_line()) {
+            Some((apply, undo)) => {
+                self.switch_in_one_go(host, &change, from, &pending_path, &note, &apply, &undo)
+            }
+            None => {
+                if let Err(e) = host.write_file_atomic(&pending_path, note.as_bytes(), 0o644, false)
+                {
+                    log::warn(&format!("cannot write {pending_path}: {e}"));
+                }
+                (self.switch(host, &change, from), false)
+            }
         };
-        // After a failed undo the files are in doubt: the marker stays, so
-        // that the next run tests and reloads whatever it finds.
-        let done_with = (record.0 != "rollback failed").then_some(pending_path.as_str());
-        self.record(host, from, record.0, record.1, done_with);
+        if !recorded {
+            let record = match &result {
+                Ok(()) => ("done", None),
+                Err(error) => (error_result(error), Some(error.to_string())),
+            };
+            // After a failed undo the files are in doubt: the marker stays, so
+            // that the next run tests and reloads whatever it finds.
+            let done_with = (record.0 != "rollback failed").then_some(pending_path.as_str());
+            self.record(host, from, record.0, record.1, done_with);
+        }
         result?;
         log::info(&format!(
             "site {site}: port {} ({}) is active",
@@ -729,6 +740,259 @@ impl Cli {
         Ok(())
     }
 
+    /// The switch as one command on the host ([`transaction`]), then the
+    /// verify from here. `true` beside the result when the host recorded
+    /// it (and removed the marker) itself.
+    #[allow(
+        clippy::result_large_err,
+        clippy::too_many_arguments,
+        reason = "called once per run; the error is the run's result"
+    )]
+    fn switch_in_one_go(
+        &self,
+        host: &dyn Host,
+        change: &Change,
+        from: Option<u16>,
+        pending_path: &str,
+        note: &str,
+        apply: &str,
+        undo_line: &str,
+    ) -> (Result<(), SwitchError>, bool) {
+        let history = self.history_path();
+        let mut line = json!({
+            "time": now(),
+            "site": self.layout.site,
+            "from": from,
+            "to": self.port,
+            "actor": bg_core::actor(),
+        })
+        .to_string();
+        line.pop();
+        line.push_str(",\"result\":\"");
+        let seconds = self
+            .reload_timeout
+            .as_secs_f64()
+            .ceil()
+            .clamp(1.0, 86_400.0)
+            .to_string();
+        let reload_cmd = self
+            .reload_cmd
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_default();
+        let record = if self.verify_url.is_some() {
+            ""
+        } else {
+            "record"
+        };
+        let script = transaction::script();
+        let cmd = Cmd::script(
+            &script,
+            &[
+                pending_path,
+                note,
+                apply,
+                undo_line,
+                &self.test_cmd,
+                &reload_cmd,
+                &self.nginx_pid_file,
+                &seconds,
+                &history,
+                &line,
+                record,
+            ],
+        )
+        .privileged(true)
+        .timeout(COMMAND_TIMEOUT * 3 + self.reload_timeout);
+        log::debug(&format!(
+            "$ {} && {} && {} (one command on {})",
+            change.describe().lines().next().unwrap_or(""),
+            self.test_cmd,
+            self.reload_cmd.as_deref().unwrap_or("reload"),
+            host.name()
+        ));
+        let output = match host.run(&cmd) {
+            Ok(output) => output,
+            Err(error) => {
+                // The host finishes or rolls back on its own; what it did
+                // is not known here. The marker tells the next run.
+                return (
+                    Err(SwitchError::Interrupted {
+                        during: "switching on the host",
+                        from,
+                        error,
+                        undone: Undone::Failed {
+                            error: "the connection ended before the host said how the switch went"
+                                .to_string(),
+                            manual: change.manual_undo(),
+                        },
+                    }),
+                    true,
+                );
+            }
+        };
+        let outcome = transaction::parse(&output.stdout_text());
+        if outcome.marker_written == Some(false) {
+            log::warn(&format!("cannot write {pending_path}"));
+        }
+        if outcome.recorded == Some(false) {
+            log::warn(&format!("the switch was not recorded in {history}"));
+        }
+        let recorded = outcome.recorded.is_some();
+        let reload_cmd = outcome.reload_cmd.clone().unwrap_or(reload_cmd);
+        let undone = || match outcome.step("undo") {
+            Some(undo) if undo.success() => Undone::Restored,
+            Some(undo) => Undone::Failed {
+                error: format!("{}: {}", undo.status_text(), undo.stderr_text().trim()),
+                manual: change.manual_undo(),
+            },
+            None => Undone::Failed {
+                error: "the host did not say".to_string(),
+                manual: change.manual_undo(),
+            },
+        };
+        let again = || {
+            outcome.step("again").and_then(|again| {
+                (!again.success()).then(|| {
+                    format!(
+                        "`{reload_cmd}` {}: {}",
+                        again.status_text(),
+                        again.stderr_text().trim()
+                    )
+                })
+            })
+        };
+        let failed = |step: &str| outcome.step(step).filter(|o| !o.success());
+        if let Some(apply) = failed("apply") {
+            let error = host
+                .check(&Cmd::new("change the files"), apply.clone())
+                .err()
+                .unwrap_or_else(|| HostError::Command {
+                    host: host.name().to_string(),
+                    command: "change the files".to_string(),
+                    output: Box::new(apply.clone()),
+                });
+            return (
+                Err(SwitchError::Interrupted {
+                    during: "changing the files",
+                    from,
+                    error,
+                    undone: undone(),
+                }),
+                recorded,
+            );
+        }
+        if let Some(test) = failed("test") {
+            return (
+                Err(SwitchError::Rejected {
+                    from,
+                    to: self.port,
+                    cmd: self.test_cmd.clone(),
+                    output: Box::new(test.clone()),
+                    undone: undone(),
+                }),
+                recorded,
+            );
+        }
+        if let Some(reload) = failed("reload") {
+            return (
+                Err(SwitchError::ReloadFailed {
+                    from,
+                    cmd: reload_cmd.clone(),
+                    output: Box::new(reload.clone()),
+                    reload_again: again(),
+                    undone: undone(),
+                }),
+                recorded,
+            );
+        }
+        match outcome.reload() {
+            Some(Reload::Done) => log::debug("nginx runs new workers: the configuration is loaded"),
+            Some(Reload::Unknown) => log::info(&format!(
+                "no nginx master found through {} on {} (--nginx-pid-file): the reload cannot be confirmed by new workers",
+                self.nginx_pid_file,
+                host.name()
+            )),
+            Some(Reload::NotYet { workers }) => {
+                return (
+                    Err(SwitchError::NotReloaded {
+                        from,
+                        to: self.port,
+                        cmd: reload_cmd.clone(),
+                        after: self.reload_timeout,
+                        workers,
+                        reload_again: again(),
+                        undone: undone(),
+                    }),
+                    recorded,
+                );
+            }
+            None => {
+                // The script ended before its reload: killed, or it could
+                // not start. Its own words say why.
+                return (
+                    Err(SwitchError::Interrupted {
+                        during: "switching on the host",
+                        from,
+                        error: HostError::Command {
+                            host: host.name().to_string(),
+                            command: cmd.to_string(),
+                            output: Box::new(output),
+                        },
+                        undone: Undone::Failed {
+                            error: "the host's switch ended early".to_string(),
+                            manual: change.manual_undo(),
+                        },
+                    }),
+                    recorded,
+                );
+            }
+        }
+        if let Some(url) = &self.verify_url
+            && let Err(last) = self.verify(url)
+        {
+            let undone = match change.undo(host) {
+                Ok(()) => Undone::Restored,
+                Err(e) => Undone::Failed {
+                    error: e.to_string(),
+                    manual: change.manual_undo(),
+                },
+            };
+            let reload_again = match host.run(
+                &Cmd::shell(&reload_cmd)
+                    .privileged(true)
+                    .timeout(COMMAND_TIMEOUT),
+            ) {
+                Ok(output) if output.success() => None,
+                Ok(output) => Some(format!(
+                    "`{reload_cmd}` {}: {}",
+                    output.status_text(),
+                    output.stderr_text().trim()
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            return (
+                Err(SwitchError::VerifyFailed {
+                    url: url.clone(),
+                    from,
+                    to: self.port,
+                    timeout: self.verify_timeout,
+                    last,
+                    reload_again,
+                    undone,
+                }),
+                false,
+            );
+        }
+        (Ok(()), recorded)
+    }
+
+    fn history_path(&self) -> String {
+        self.history_file
+            .clone()
+            .unwrap_or_else(|| format!("/var/lib/bg/{}.history.jsonl", self.layout.site))
+    }
+
     /// Re-runs test and reload for files a killed run left switched.
     fn finish_interrupted(&self, host: &dyn Host) -> Result<(), Box<dyn Failure>> {
         let test = Cmd::shell(&self.test_cmd)
@@ -816,10 +1080,7 @@ impl Cli {
         reason: Option<String>,
         pending: Option<&str>,
     ) {
-        let path = self
-            .history_file
-            .clone()
-            .unwrap_or_else(|| format!("/var/lib/bg/{}.history.jsonl", self.layout.site));
+        let path = self.history_path();
         let mut line = json!({
             "time": now(),
             "site": self.layout.site,

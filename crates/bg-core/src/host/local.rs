@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Host, Input, Line, Output, Running};
+use super::{Host, Input, Line, Lock, Output, Running};
 use crate::cmd::Cmd;
 use crate::error::HostError;
 
@@ -47,6 +47,39 @@ impl Host for LocalHost {
 
     fn sudo(&self) -> bool {
         self.sudo
+    }
+
+    /// The lock is an `flock` held by this process on one of the fds 7 to 9,
+    /// which the commands we run inherit, as over SSH (see `mux`): a switch
+    /// on the host keeps the lock until it has finished, even when we are
+    /// killed. The app's start closes those fds for the app.
+    fn lock(&self, path: &str, timeout: Duration, holder: &str) -> Result<Lock, HostError> {
+        match lock_here(path, timeout, holder) {
+            Ok(Some(fd)) => Ok(Lock {
+                _release: Box::new(HeldFd(fd)),
+                path: path.to_string(),
+            }),
+            Ok(None) => {
+                let first = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.lines().next().map(str::to_string))
+                    .unwrap_or_default();
+                Err(super::busy(self, path, &first, timeout))
+            }
+            // No free fd among 7 to 9, or no flock here: a lock process.
+            Err(_) if std::fs::metadata(path).is_ok() => {
+                super::lock_with(self, path, timeout, holder)
+            }
+            Err(source) => Err(HostError::Command {
+                host: self.name().to_string(),
+                command: format!("take the lock {path}"),
+                output: Box::new(Output {
+                    code: Some(1),
+                    stderr: format!("cannot open {path}: {source}").into_bytes(),
+                    ..Output::default()
+                }),
+            }),
+        }
     }
 
     fn exec(&self, cmd: &Cmd, input: Input<'_>) -> Result<Output, HostError> {
@@ -235,4 +268,58 @@ pub(crate) fn signal_name(number: i32) -> String {
         other => return other.to_string(),
     };
     name.to_string()
+}
+
+/// A lock fd of ours, closed (and the lock released) on drop.
+struct HeldFd(i32);
+
+impl Drop for HeldFd {
+    fn drop(&mut self) {
+        // SAFETY: an fd this process opened for the lock and nothing else closes.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Takes an exclusive flock on `path` within `timeout`, on one of the fds 9,
+/// 8, 7 left open across exec. `Ok(None)`: another holder kept it.
+fn lock_here(path: &str, timeout: Duration, holder: &str) -> std::io::Result<Option<i32>> {
+    use std::os::fd::AsRawFd;
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(error);
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    file.set_len(0)?;
+    writeln!(file, "{holder}")?;
+    for fd in [9, 8, 7] {
+        // SAFETY: F_GETFD only asks whether the fd is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // dup2 leaves the new fd without FD_CLOEXEC: commands inherit it.
+            // SAFETY: both fds are valid or free; the result is checked.
+            if unsafe { libc::dup2(file.as_raw_fd(), fd) } == fd {
+                return Ok(Some(fd));
+            }
+        }
+    }
+    Err(std::io::Error::other("fds 7 to 9 are all in use"))
 }
