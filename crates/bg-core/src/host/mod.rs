@@ -9,7 +9,9 @@ mod key;
 mod known_hosts;
 mod local;
 mod prefetch;
+mod proxy_command;
 mod ssh;
+pub mod ssh_config;
 mod target;
 
 use std::io::Read;
@@ -19,7 +21,8 @@ use std::time::{Duration, Instant};
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
 pub use prefetch::Prefetched;
-pub use ssh::{SshHost, SshOptions};
+pub use ssh::{Proxy, SshHost, SshOptions};
+pub use ssh_config::SshConfig;
 pub use target::Target;
 
 use crate::cmd::Cmd;
