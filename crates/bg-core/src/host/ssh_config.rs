@@ -346,16 +346,12 @@ fn include_paths(arg: &str, home: Option<&Path>) -> Vec<PathBuf> {
             None => expanded,
         }
     };
-    let mut found = vec![PathBuf::from("/")];
-    let mut components = path.components().peekable();
-    if !path.is_absolute() {
-        found = vec![PathBuf::new()];
-    }
-    while let Some(component) = components.next() {
+    // Walk the path one component at a time; a component with a wildcard
+    // fans out into the matching entries of each directory found so far.
+    let mut found = vec![PathBuf::new()];
+    for component in path.components() {
         let std::path::Component::Normal(name) = component else {
-            if let std::path::Component::ParentDir = component {
-                found.iter_mut().for_each(|p| p.push(".."));
-            }
+            found.iter_mut().for_each(|p| p.push(component));
             continue;
         };
         let name = name.to_string_lossy();
@@ -365,11 +361,12 @@ fn include_paths(arg: &str, home: Option<&Path>) -> Vec<PathBuf> {
         }
         let mut next = Vec::new();
         for dir in &found {
-            let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+            let listed = if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 dir
-            }) else {
+            };
+            let Ok(entries) = std::fs::read_dir(listed) else {
                 continue;
             };
             let mut names: Vec<String> = entries
