@@ -473,3 +473,53 @@ fn a_jump_host_that_refuses_connections_is_named_in_a_connect_error() {
         "{err}"
     );
 }
+
+/// A listener that accepts (into the kernel's backlog) and never speaks.
+fn silent() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+#[test]
+fn the_connect_timeout_bounds_each_hop() {
+    let bastion = bastion();
+    let (_listener, port) = silent();
+
+    // Behind a working bastion, a host that never answers.
+    let mut options = SshOptions::new(Target::parse(&format!("127.0.0.1:{port}")).unwrap());
+    options.connect_timeout = Duration::from_millis(800);
+    let mut hop = bastion.options();
+    hop.alias = Some("bastion".into());
+    options.proxy = Proxy::Jump(Box::new(hop));
+    let started = std::time::Instant::now();
+    let err = SshHost::connect(&options).unwrap_err();
+    assert!(matches!(err, HostError::Handshake { .. }), "{err}");
+    assert!(
+        err.to_string().contains("no SSH answer within 800ms"),
+        "{err}"
+    );
+    assert_eq!(err.code(), Code::Unreachable);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A bastion that never answers.
+    let (_listener2, port2) = silent();
+    let app = Sshd::start();
+    let mut options = app.options();
+    let mut hop = SshOptions::new(Target::parse(&format!("127.0.0.1:{port2}")).unwrap());
+    hop.alias = Some("mute".into());
+    hop.connect_timeout = Duration::from_millis(800);
+    options.proxy = Proxy::Jump(Box::new(hop));
+    let err = SshHost::connect(&options).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("jump host mute: SSH handshake with")
+            && err.to_string().contains("no SSH answer within 800ms"),
+        "{err}"
+    );
+    assert_eq!(err.code(), Code::Unreachable);
+}

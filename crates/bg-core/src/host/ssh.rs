@@ -39,9 +39,9 @@ const UNVERIFIED: i32 = -19;
 #[derive(Debug, Clone)]
 pub struct SshOptions {
     pub target: Target,
-    /// `--ssh-user`; a user in the target wins.
+    /// `--ssh-user`, else ssh_config's User; a user in the target wins.
     pub user: Option<String>,
-    /// `--ssh-port`; a port in the target wins.
+    /// `--ssh-port`, else ssh_config's Port, else 22; a port in the target wins.
     pub port: u16,
     pub identity: Option<PathBuf>,
     pub passphrase: Option<String>,
