@@ -360,11 +360,10 @@ fn open_route(options: &SshOptions, shown: &str) -> Result<Opened, HostError> {
                     Err(e) => return Err(tunnel_error(e.message().to_string())),
                 }
             };
-            let pair = UnixStream::pair().map_err(|source| HostError::Connect {
+            let (ours, theirs) = UnixStream::pair().map_err(|source| HostError::Connect {
                 target: shown.to_string(),
                 source,
             })?;
-            let (ours, theirs) = pair;
             let pump = Pump::start(via, channel, theirs).map_err(|source| HostError::Connect {
                 target: shown.to_string(),
                 source,
