@@ -53,8 +53,8 @@ impl Sshd {
     }
 
     /// Starts a server with `extra` lines in its config (`Ciphers
-    /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first: sshd
-    /// takes the first value it reads for a keyword.
+    /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first, so they
+    /// win over the rig's own lines: sshd keeps the first value it reads.
     pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
@@ -163,6 +163,8 @@ impl Sshd {
             self.client_key.display().to_string(),
             "--known-hosts".into(),
             self.known_hosts.display().to_string(),
+            // The machine's own ~/.ssh/config must not steer the tests.
+            "--no-ssh-config".into(),
         ]
     }
 
@@ -225,6 +227,37 @@ impl Sshd {
     /// What sshd said so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until sshd's log has a line containing every one of `parts`
+    /// (it writes its log on its own schedule); false after `timeout`.
+    pub fn wait_for_log(&self, parts: &[&str], timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self
+                .log()
+                .lines()
+                .any(|line| parts.iter().all(|p| line.contains(p)))
+            {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A `Host` block of ssh_config that reaches this server as `alias`
+    /// with its authorized key and known_hosts file.
+    pub fn ssh_config_block(&self, alias: &str) -> String {
+        format!(
+            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            self.port,
+            self.user,
+            self.client_key.display(),
+            self.known_hosts.display()
+        )
     }
 }
 

@@ -1,13 +1,16 @@
 //! Flags shared by several binaries, defined and documented once and
 //! flattened into each binary's `Cli`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::error::HostError;
-use crate::host::{Host, HostKeyCheck, LocalHost, MuxHost, SshHost, SshOptions, Target};
+use crate::host::ssh_config::{self, Given};
+use crate::host::{
+    Host, HostKeyCheck, LocalHost, MuxHost, Proxy, SshConfig, SshHost, SshOptions, Target,
+};
 use crate::output::Format;
 
 /// `--format`, `-v`, `-q`.
@@ -74,15 +77,10 @@ pub struct HostArgs {
     pub connect_timeout: Option<Duration>,
 
     /// OpenSSH client configuration to read (Host, HostName, User, Port, IdentityFile, ProxyJump...) [default: ~/.ssh/config]
-    #[arg(
-        long,
-        env = "BG_SSH_CONFIG",
-        value_name = "FILE",
-        conflicts_with = "no_ssh_config"
-    )]
+    #[arg(long, env = "BG_SSH_CONFIG", value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
 
-    /// Read no ssh_config file: only the flags and BG_* variables count
+    /// Read no ssh_config file, not even --ssh-config's: only the flags and BG_* variables count
     #[arg(long, env = "BG_NO_SSH_CONFIG", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_ssh_config: bool,
 
@@ -106,7 +104,7 @@ impl HostArgs {
         match self.ssh_options()? {
             None => Ok(Box::new(LocalHost::new(self.sudo))),
             Some(options) => {
-                crate::log::debug(&format!("connecting to {}", options.target));
+                crate::log::debug(&format!("connecting to {}", route_text(&options)));
                 let ssh = SshHost::connect(&options)?;
                 Ok(Box::new(MuxHost::new(Box::new(ssh))))
             }
@@ -114,7 +112,11 @@ impl HostArgs {
     }
 
     /// The SSH options, reading `BG_SSH_PASSPHRASE`, `SSH_AUTH_SOCK` and
-    /// `HOME` from the environment; `None` without `--host`.
+    /// `HOME` from the environment, and ssh_config unless `--no-ssh-config`;
+    /// `None` without `--host`.
+    ///
+    /// Precedence: the user and port written in `--host`, then the flags and
+    /// `BG_*` variables, then ssh_config, then the contract's defaults.
     pub fn ssh_options(&self) -> Result<Option<SshOptions>, HostError> {
         let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
             return Ok(None);
@@ -124,25 +126,70 @@ impl HostArgs {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let mut options = SshOptions::new(Target::parse(host)?);
-        options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
-        options.port = self.ssh_port.unwrap_or(22);
-        options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
+        let target = Target::parse(host)?;
+        let identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
         // A key file that is not there is bad input, whether or not the host answers.
-        if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
+        if let Some(key) = identity.as_ref().filter(|k| !k.is_file()) {
             return Err(HostError::KeyMissing { path: key.clone() });
         }
-        options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
-        options.known_hosts = self
-            .known_hosts
-            .clone()
-            .filter(|p| !p.as_os_str().is_empty());
-        options.host_key_check = self.host_key_check.unwrap_or(HostKeyCheck::Strict);
-        options.connect_timeout = self.connect_timeout.unwrap_or(Duration::from_secs(10));
-        options.sudo = self.sudo;
-        options.agent_socket = env_path("SSH_AUTH_SOCK");
-        options.home = env_path("HOME");
-        Ok(Some(options))
+        let home = env_path("HOME");
+        let config = self.ssh_config_file(home.as_deref())?;
+        let given = Given {
+            target,
+            user: self.ssh_user.clone().filter(|u| !u.is_empty()),
+            port: self.ssh_port,
+            identity,
+            passphrase: std::env::var("BG_SSH_PASSPHRASE").ok(),
+            known_hosts: self
+                .known_hosts
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            host_key_check: self.host_key_check,
+            connect_timeout: self.connect_timeout,
+            sudo: self.sudo,
+            agent_socket: env_path("SSH_AUTH_SOCK"),
+            home,
+            local_user: ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| "root".to_string()),
+        };
+        ssh_config::resolve(config.as_ref(), &given).map(Some)
+    }
+
+    /// `--ssh-config FILE` (which must exist), else `~/.ssh/config` if there
+    /// is one; none with `--no-ssh-config`.
+    fn ssh_config_file(&self, home: Option<&Path>) -> Result<Option<SshConfig>, HostError> {
+        if self.no_ssh_config {
+            return Ok(None);
+        }
+        match self
+            .ssh_config
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            Some(path) if !path.exists() => Err(HostError::SshConfigMissing { path: path.clone() }),
+            Some(path) => SshConfig::load(path, home).map(Some),
+            None => {
+                let Some(path) = home.map(|h| h.join(".ssh").join("config")) else {
+                    return Ok(None);
+                };
+                if !path.exists() {
+                    return Ok(None);
+                }
+                crate::log::debug(&format!("reading {}", path.display()));
+                SshConfig::load(&path, home).map(Some)
+            }
+        }
+    }
+}
+
+/// `app (deploy@10.0.0.5:22) via bastion (ops@192.0.2.1:22)`, for `-v`.
+fn route_text(options: &SshOptions) -> String {
+    match &options.proxy {
+        Proxy::Direct => options.label(),
+        Proxy::Command(command) => format!("{} via ProxyCommand `{command}`", options.label()),
+        Proxy::Jump(hop) => format!("{} via {}", options.label(), route_text(hop)),
     }
 }
 

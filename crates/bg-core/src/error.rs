@@ -148,14 +148,56 @@ pub enum HostError {
 
     #[error("{path} on {host} is a directory, not a file")]
     NotAFile { host: String, path: String },
+
+    #[error("ssh_config file {path} does not exist")]
+    SshConfigMissing { path: PathBuf },
+
+    #[error("cannot read ssh_config file {path}: {source}")]
+    SshConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path}:{line}: {problem}")]
+    SshConfigLine {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+
+    #[error("ProxyJump for {host} chains more than {max} jump hosts")]
+    JumpLoop { host: String, max: usize },
+
+    /// Reaching a jump host failed; `source` says how.
+    #[error("jump host {hop}: {source}")]
+    Jump { hop: String, source: Box<HostError> },
+
+    #[error("jump host {via} could not open a connection to {to}: {message}")]
+    Tunnel {
+        via: String,
+        to: String,
+        message: String,
+    },
+
+    #[error("ProxyCommand for {target} failed: {problem}")]
+    ProxyCommand {
+        target: String,
+        command: String,
+        problem: String,
+        stderr: String,
+    },
 }
 
 impl Failure for HostError {
     fn code(&self) -> Code {
         match self {
-            HostError::BadTarget { .. } | HostError::KeyMissing { .. } | HostError::Nul { .. } => {
-                Code::Usage
-            }
+            HostError::BadTarget { .. }
+            | HostError::KeyMissing { .. }
+            | HostError::Nul { .. }
+            | HostError::SshConfigMissing { .. }
+            | HostError::SshConfigRead { .. }
+            | HostError::SshConfigLine { .. }
+            | HostError::JumpLoop { .. } => Code::Usage,
             HostError::Connect { .. }
             | HostError::Handshake { .. }
             | HostError::HostKeyUnknown { .. }
@@ -164,7 +206,11 @@ impl Failure for HostError {
             | HostError::KnownHosts { .. }
             | HostError::Auth { .. }
             | HostError::Ssh { .. }
-            | HostError::Transport { .. } => Code::Unreachable,
+            | HostError::Transport { .. }
+            | HostError::Tunnel { .. }
+            | HostError::ProxyCommand { .. } => Code::Unreachable,
+            // A jump host that cannot be reached or trusted fails like the host would.
+            HostError::Jump { source, .. } => source.code(),
             HostError::Spawn { .. }
             | HostError::LocalFile { .. }
             | HostError::Command { .. }
@@ -204,6 +250,15 @@ impl Failure for HostError {
             ),
             HostError::Permission { .. } => "run with --sudo (sudo -n must be allowed for this user) or as the owner".into(),
             HostError::NotAFile { .. } => "check the path: a file is expected there".into(),
+            HostError::SshConfigMissing { .. } => "check --ssh-config / BG_SSH_CONFIG, or pass --no-ssh-config to read none".into(),
+            HostError::SshConfigRead { .. } => "fix the file's permissions, or pass --no-ssh-config to read none".into(),
+            HostError::SshConfigLine { .. } => "fix that line (see `man ssh_config`), or pass --no-ssh-config to read no ssh_config".into(),
+            HostError::JumpLoop { .. } => "a jump host probably matches its own ProxyJump: exclude it from the Host line, e.g. `Host *.internal !bastion.internal`".into(),
+            HostError::Jump { source, .. } => return source.hint(),
+            HostError::Tunnel { via, .. } => format!(
+                "check that {via} reaches that address and port (a HostName is resolved there) and allows forwarding (AllowTcpForwarding in its sshd_config)"
+            ),
+            HostError::ProxyCommand { .. } => "run the ProxyCommand by hand (with %h and %p filled in) to see why, or fix it in your ssh_config".into(),
         })
     }
 
@@ -214,6 +269,11 @@ impl Failure for HostError {
                 let stderr = stderr.trim_end();
                 (!stderr.is_empty()).then(|| stderr.to_string())
             }
+            HostError::ProxyCommand { stderr, .. } => {
+                let stderr = stderr.trim_end();
+                (!stderr.is_empty()).then(|| stderr.to_string())
+            }
+            HostError::Jump { source, .. } => source.details(),
             _ => None,
         }
     }

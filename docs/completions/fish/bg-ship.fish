@@ -29,7 +29,7 @@ json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
 complete -c bg-ship -l no-start -d 'Upload only; do not start anything'
 complete -c bg-ship -l dry-run -d 'Show what would be sent and started; change nothing'
-complete -c bg-ship -l no-ssh-config -d 'Read no ssh_config file: only the flags and BG_* variables count'
+complete -c bg-ship -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-ship -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
 complete -c bg-ship -s v -l verbose -d 'Say more on stderr (-vv for even more)'
 complete -c bg-ship -s q -l quiet -d 'Say less on stderr (-qq: errors only)'

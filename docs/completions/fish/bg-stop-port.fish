@@ -22,7 +22,7 @@ complete -c bg-stop-port -l format -d 'Result format on stdout: the value alone,
 json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
 complete -c bg-stop-port -l dry-run -d 'Show what would be stopped; signal nothing'
-complete -c bg-stop-port -l no-ssh-config -d 'Read no ssh_config file: only the flags and BG_* variables count'
+complete -c bg-stop-port -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-stop-port -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
 complete -c bg-stop-port -s v -l verbose -d 'Say more on stderr (-vv for even more)'
 complete -c bg-stop-port -s q -l quiet -d 'Say less on stderr (-qq: errors only)'

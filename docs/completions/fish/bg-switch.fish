@@ -35,7 +35,7 @@ json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
 complete -c bg-switch -l init -d 'Managed layout: write the upstream file when none exists yet (else that is exit 3)'
 complete -c bg-switch -l dry-run -d 'Say what would change, and change nothing'
-complete -c bg-switch -l no-ssh-config -d 'Read no ssh_config file: only the flags and BG_* variables count'
+complete -c bg-switch -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-switch -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
 complete -c bg-switch -s v -l verbose -d 'Say more on stderr (-vv for even more)'
 complete -c bg-switch -s q -l quiet -d 'Say less on stderr (-qq: errors only)'

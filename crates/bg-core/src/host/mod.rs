@@ -10,7 +10,9 @@ mod known_hosts;
 mod local;
 mod mux;
 mod prefetch;
+mod proxy_command;
 mod ssh;
+pub mod ssh_config;
 mod target;
 
 use std::io::Read;
@@ -21,7 +23,8 @@ pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
 pub use mux::MuxHost;
 pub use prefetch::Prefetched;
-pub use ssh::{SshHost, SshOptions};
+pub use ssh::{Proxy, SshHost, SshOptions};
+pub use ssh_config::SshConfig;
 pub use target::Target;
 
 use crate::cmd::Cmd;

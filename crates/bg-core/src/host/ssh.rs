@@ -4,10 +4,17 @@
 //! driven by one loop that writes stdin and drains stdout and stderr in turn,
 //! waiting on the socket only when nothing moved: a command that fills both
 //! streams cannot stall on the shared window.
+//!
+//! The session's bytes travel over a TCP connection, or, for a host behind a
+//! bastion, over one end of a socket pair: a direct-tcpip channel of the jump
+//! host's own session (ProxyJump), or a command's stdin and stdout
+//! (ProxyCommand), on the other end. libssh2 needs a file descriptor, and a
+//! socket pair gives it one while we move the bytes.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +23,7 @@ use ssh2::{BlockDirections, Channel, ErrorCode, HostKeyType, MethodType, Session
 
 use super::known_hosts::{self, HostKeyCheck, KnownHosts, Verdict};
 use super::local::CHUNK;
+use super::proxy_command::ProxyChild;
 use super::target::{Target, known_hosts_name};
 use super::{Host, Input, Line, Output, Running};
 use crate::cmd::Cmd;
@@ -31,9 +39,9 @@ const UNVERIFIED: i32 = -19;
 #[derive(Debug, Clone)]
 pub struct SshOptions {
     pub target: Target,
-    /// `--ssh-user`; a user in the target wins.
+    /// `--ssh-user`, else ssh_config's User; a user in the target wins.
     pub user: Option<String>,
-    /// `--ssh-port`; a port in the target wins.
+    /// `--ssh-port`, else ssh_config's Port, else 22; a port in the target wins.
     pub port: u16,
     pub identity: Option<PathBuf>,
     pub passphrase: Option<String>,
@@ -46,6 +54,26 @@ pub struct SshOptions {
     pub agent_socket: Option<PathBuf>,
     /// Where `~/.ssh` is.
     pub home: Option<PathBuf>,
+    /// Key files tried after the agent (ssh_config's IdentityFile); empty:
+    /// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+    pub identity_files: Vec<PathBuf>,
+    /// How the connection reaches the host.
+    pub proxy: Proxy,
+    /// The name the user wrote, when ssh_config's HostName replaced it.
+    pub alias: Option<String>,
+}
+
+/// How the connection reaches the host.
+#[derive(Debug, Clone, Default)]
+pub enum Proxy {
+    /// A TCP connection of our own.
+    #[default]
+    Direct,
+    /// A direct-tcpip channel of a session with this jump host, which may
+    /// itself be reached through another.
+    Jump(Box<SshOptions>),
+    /// The stdin and stdout of `sh -c COMMAND` (its `%` tokens expanded).
+    Command(String),
 }
 
 impl SshOptions {
@@ -63,7 +91,29 @@ impl SshOptions {
             sudo: false,
             agent_socket: None,
             home: None,
+            identity_files: Vec::new(),
+            proxy: Proxy::Direct,
+            alias: None,
         }
+    }
+
+    /// The host as the user knows it: `app (deploy@10.0.0.5:22)` for an
+    /// ssh_config alias, else `deploy@10.0.0.5:22`.
+    pub fn label(&self) -> String {
+        let shown = self.shown();
+        match &self.alias {
+            Some(alias) => format!("{alias} ({shown})"),
+            None => shown,
+        }
+    }
+
+    fn shown(&self) -> String {
+        Target {
+            user: Some(self.user()),
+            host: self.target.host.clone(),
+            port: Some(self.port()),
+        }
+        .to_string()
     }
 
     fn port(&self) -> u16 {
@@ -87,9 +137,12 @@ impl SshOptions {
 
 struct Inner {
     session: Session,
-    /// The socket libssh2 uses, kept to wait on it.
-    socket: TcpStream,
+    /// A copy of the socket libssh2 uses, kept to wait on it.
+    socket: OwnedFd,
     name: String,
+    /// What carries the bytes beyond the socket; declared last, so that it
+    /// is dropped after the session has said goodbye and closed its socket.
+    _route: Route,
 }
 
 /// A host reached over SSH.
@@ -105,20 +158,33 @@ impl std::fmt::Debug for SshHost {
 }
 
 impl SshHost {
-    /// Connects, checks the host key and authenticates, all within the connect timeout.
+    /// Connects, checks the host key and authenticates, all within the
+    /// connect timeout (each jump host has its own).
     pub fn connect(options: &SshOptions) -> Result<SshHost, HostError> {
+        Ok(SshHost {
+            inner: Arc::new(Inner::connect(options)?),
+            sudo: options.sudo,
+        })
+    }
+}
+
+impl Inner {
+    fn connect(options: &SshOptions) -> Result<Inner, HostError> {
         let host = options.target.host.as_str();
         let port = options.port();
         let user = options.user();
-        let shown = Target {
-            user: Some(user.clone()),
-            host: host.to_string(),
-            port: Some(port),
-        }
-        .to_string();
-        let deadline = Instant::now() + options.connect_timeout;
+        let shown = options.shown();
 
-        let socket = connect_tcp(host, port, options.connect_timeout, &shown)?;
+        let opened = open_route(options, &shown)?;
+        // Declared before the session, so dropped after it on every early return.
+        let mut route = opened.route;
+        let deadline = opened.started + options.connect_timeout;
+        let socket = opened.socket;
+        let connect_error = |source| HostError::Connect {
+            target: shown.clone(),
+            source,
+        };
+        let poll_socket = socket.as_fd().try_clone_to_owned().map_err(connect_error)?;
         let ssh_error = |during| {
             let shown = shown.clone();
             move |source| HostError::Ssh {
@@ -128,11 +194,7 @@ impl SshHost {
             }
         };
         let mut session = Session::new().map_err(ssh_error("starting a session"))?;
-        let libssh2_socket = socket.try_clone().map_err(|source| HostError::Connect {
-            target: shown.clone(),
-            source,
-        })?;
-        session.set_tcp_stream(libssh2_socket);
+        session.set_tcp_stream(socket);
         session.set_timeout(remaining_ms(deadline));
 
         let name = known_hosts_name(host, port);
@@ -151,17 +213,25 @@ impl SshHost {
 
         prefer_fast_ciphers(&session);
 
-        session.handshake().map_err(|e| HostError::Handshake {
-            target: shown.clone(),
-            message: if e.code() == ErrorCode::Session(TIMEOUT) {
+        if let Err(e) = session.handshake() {
+            let message = if e.code() == ErrorCode::Session(TIMEOUT) {
                 format!(
                     "no SSH answer within {}",
                     humantime::format_duration(options.connect_timeout)
                 )
             } else {
                 e.message().to_string()
-            },
-        })?;
+            };
+            // Through a command, the command knows best what went wrong.
+            if let Route::Command(child) = &mut route {
+                drop(session);
+                return Err(child.failure(&shown, &message));
+            }
+            return Err(HostError::Handshake {
+                target: shown.clone(),
+                message,
+            });
+        }
 
         let (key, key_type) = session
             .host_key()
@@ -178,13 +248,11 @@ impl SshHost {
         session.set_timeout(0);
         session.set_keepalive(true, 15);
         session.set_blocking(false);
-        Ok(SshHost {
-            inner: Arc::new(Inner {
-                session,
-                socket,
-                name: shown,
-            }),
-            sudo: options.sudo,
+        Ok(Inner {
+            session,
+            socket: poll_socket,
+            name: shown,
+            _route: route,
         })
     }
 }
@@ -196,6 +264,116 @@ impl Drop for Inner {
         let _ = self
             .session
             .disconnect(Some(ssh2::DisconnectCode::ByApplication), "done", None);
+    }
+}
+
+/// The socket libssh2 talks on.
+enum Socket {
+    Tcp(TcpStream),
+    Pair(UnixStream),
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Pair(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// What carries a session's bytes beyond its socket, kept alive as long as
+/// the session and stopped after it.
+enum Route {
+    Direct,
+    Jump(#[allow(dead_code, reason = "held for its Drop, which ends the pump")] Pump),
+    Command(ProxyChild),
+}
+
+struct Opened {
+    socket: Socket,
+    route: Route,
+    /// When the connection to this host itself began: its connect timeout
+    /// counts from here, not from the start of the first hop.
+    started: Instant,
+}
+
+fn open_route(options: &SshOptions, shown: &str) -> Result<Opened, HostError> {
+    let host = options.target.host.as_str();
+    let port = options.port();
+    match &options.proxy {
+        Proxy::Direct => {
+            let started = Instant::now();
+            let stream = connect_tcp(host, port, options.connect_timeout, shown)?;
+            Ok(Opened {
+                socket: Socket::Tcp(stream),
+                route: Route::Direct,
+                started,
+            })
+        }
+        Proxy::Command(command) => {
+            let started = Instant::now();
+            let (ours, child) = ProxyChild::spawn(command, shown)?;
+            Ok(Opened {
+                socket: Socket::Pair(ours),
+                route: Route::Command(child),
+                started,
+            })
+        }
+        Proxy::Jump(hop) => {
+            let via = Inner::connect(hop).map_err(|e| match e {
+                // Already names the hops involved.
+                HostError::Jump { .. } | HostError::Tunnel { .. } => e,
+                other => HostError::Jump {
+                    hop: hop.alias.clone().unwrap_or_else(|| hop.shown()),
+                    source: Box::new(other),
+                },
+            })?;
+            let started = Instant::now();
+            let deadline = started + options.connect_timeout;
+            let tunnel_error = |message: String| HostError::Tunnel {
+                via: hop.label(),
+                to: match &options.alias {
+                    Some(alias) => format!("{alias} ({host}:{port})"),
+                    None => format!("{host}:{port}"),
+                },
+                message,
+            };
+            let channel = loop {
+                match via.session.channel_direct_tcpip(host, port, None) {
+                    Ok(channel) => break channel,
+                    Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {
+                        if Instant::now() >= deadline {
+                            return Err(tunnel_error(format!(
+                                "no answer within {}",
+                                humantime::format_duration(options.connect_timeout)
+                            )));
+                        }
+                        via.wait(Some(deadline));
+                    }
+                    Err(e) => return Err(tunnel_error(e.message().to_string())),
+                }
+            };
+            let (ours, theirs) = UnixStream::pair().map_err(|source| HostError::Connect {
+                target: shown.to_string(),
+                source,
+            })?;
+            let pump = Pump::start(via, channel, theirs).map_err(|source| HostError::Connect {
+                target: shown.to_string(),
+                source,
+            })?;
+            Ok(Opened {
+                socket: Socket::Pair(ours),
+                route: Route::Jump(pump),
+                started,
+            })
+        }
     }
 }
 
@@ -395,17 +573,35 @@ fn authenticate(
     if options.agent_socket.is_some() && !tried.iter().any(|t| t.starts_with("ssh-agent")) {
         tried.push("ssh-agent (no identity accepted)".to_string());
     }
-    if let Some(dir) = options.ssh_dir() {
-        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-            let key = dir.join(name);
-            if key.is_file() && try_key_file(session, user, &key, None, &mut tried, false).is_some()
-            {
-                return Ok(());
-            }
+    // ssh_config's IdentityFile lines take the place of the default files.
+    let files = if options.identity_files.is_empty() {
+        options
+            .ssh_dir()
+            .map(|dir| {
+                ["id_ed25519", "id_ecdsa", "id_rsa"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        options.identity_files.clone()
+    };
+    for key in &files {
+        if !key.is_file() {
+            // As ssh: an IdentityFile that is not there is skipped.
+            continue;
+        }
+        if try_key_file(session, user, key, None, &mut tried, false).is_some() {
+            return Ok(());
         }
     }
     if tried.is_empty() {
-        tried.push("no key: none given, no agent, no ~/.ssh/id_* file".to_string());
+        tried.push(if options.identity_files.is_empty() {
+            "no key: none given, no agent, no ~/.ssh/id_* file".to_string()
+        } else {
+            "no key: none given, no agent, no IdentityFile from ssh_config exists".to_string()
+        });
     }
     Err(HostError::Auth {
         target: shown.to_string(),
@@ -828,4 +1024,182 @@ impl<'a> Feeder<'a> {
         self.finished = self.pending.is_empty();
         Ok(())
     }
+}
+
+/// Moves bytes between a jump host's direct-tcpip channel and our end of a
+/// socket pair, on a thread of its own that alone uses the jump host's
+/// session. It ends when the session on the other end closes its socket
+/// (the host was dropped) or the channel ends (the far side closed), then
+/// closes the channel and the jump host's session.
+struct Pump {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pump {
+    fn start(via: Inner, channel: Channel, end: UnixStream) -> std::io::Result<Pump> {
+        end.set_nonblocking(true)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("bg-jump {}", via.name))
+            .spawn(move || pump(via, channel, end))?;
+        Ok(Pump {
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        // Our session has closed its end by now (Inner drops its route
+        // last), so the thread is on its way out.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Bytes read from one side and not yet written to the other.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    offset: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.offset == self.bytes.len()
+    }
+
+    fn fill(&mut self, bytes: &[u8]) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.offset = 0;
+    }
+
+    /// Writes what the writer takes now; `Err` when it is broken.
+    fn flush_into(&mut self, writer: &mut impl Write) -> std::io::Result<bool> {
+        let mut moved = false;
+        while !self.is_empty() {
+            match writer.write(&self.bytes[self.offset..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.offset += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+fn pump(via: Inner, mut channel: Channel, mut end: UnixStream) {
+    let mut up = Pending::default(); // from our session, to the channel
+    let mut down = Pending::default(); // from the channel, to our session
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ours_closed = false;
+    let mut theirs_closed = false;
+    // poll() reports a hang-up whatever we ask for; once seen, the fd is
+    // left out of poll so that it cannot wake us again and again.
+    let (mut ours_hung_up, mut theirs_hung_up) = (false, false);
+    let mut flush_deadline: Option<Instant> = None;
+    loop {
+        let mut moved = false;
+        if up.is_empty() && !ours_closed {
+            match end.read(&mut buf) {
+                Ok(0) => ours_closed = true,
+                Ok(n) => {
+                    up.fill(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => moved = true,
+                Err(_) => ours_closed = true,
+            }
+        }
+        match up.flush_into(&mut channel) {
+            Ok(m) => moved |= m,
+            Err(_) => break,
+        }
+        if ours_closed {
+            // Our session is gone; pass on what it last said (its goodbye), briefly.
+            let deadline =
+                *flush_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
+            if up.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        if down.is_empty() && !theirs_closed {
+            match channel.read(&mut buf) {
+                Ok(0) => theirs_closed = channel.eof(),
+                Ok(n) => {
+                    down.fill(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => theirs_closed = true,
+            }
+        }
+        match down.flush_into(&mut end) {
+            Ok(m) => moved |= m,
+            Err(_) => break,
+        }
+        if theirs_closed && down.is_empty() {
+            // The far side is gone: closing our end tells our session.
+            break;
+        }
+        if moved {
+            continue;
+        }
+        let mut ours_events = 0;
+        if up.is_empty() && !ours_closed {
+            ours_events |= libc::POLLIN;
+        }
+        if !down.is_empty() {
+            ours_events |= libc::POLLOUT;
+        }
+        let mut theirs_events = 0;
+        // Read the jump host's socket only when there is room for what
+        // comes, or when a window adjustment may free a blocked write.
+        if (down.is_empty() && !theirs_closed) || !up.is_empty() {
+            theirs_events |= libc::POLLIN;
+        }
+        if matches!(
+            via.session.block_directions(),
+            BlockDirections::Outbound | BlockDirections::Both
+        ) {
+            theirs_events |= libc::POLLOUT;
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: if ours_hung_up { -1 } else { end.as_raw_fd() },
+                events: ours_events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if theirs_hung_up {
+                    -1
+                } else {
+                    via.socket.as_raw_fd()
+                },
+                events: theirs_events,
+                revents: 0,
+            },
+        ];
+        // Wake up for the jump host's keepalive, at the latest.
+        let next_keepalive = via.session.keepalive_send().unwrap_or(15).clamp(1, 15);
+        let timeout_ms = (next_keepalive * 1000) as libc::c_int;
+        // SAFETY: two valid pollfds, for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        // The reads above find the end of file or the error in turn.
+        let hang_up = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+        ours_hung_up |= fds[0].revents & hang_up != 0;
+        theirs_hung_up |= fds[1].revents & hang_up != 0;
+    }
+    let deadline = Some(Instant::now() + Duration::from_secs(2));
+    let _ = via.again("closing a tunnel", deadline, || channel.close());
+    drop(channel);
+    drop(end);
+    drop(via);
 }
