@@ -358,6 +358,7 @@ fn no_ssh_config_ignores_a_file_that_would_break_things() {
     let mut args: Vec<String> = sshd.host_args();
     let target = args.remove(1);
     args.remove(0);
+    args.retain(|a| a != "--no-ssh-config");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     home.stop_port(&target, &args).code(2);
