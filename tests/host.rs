@@ -273,8 +273,11 @@ both_ways!(
             .lock(path, Duration::from_secs(5), "first run (it's me)")
             .unwrap();
         let started = Instant::now();
+        // Over one channel (`mux`) a lock is confirmed with the command
+        // after it, in the same round trip.
         let busy = host
             .lock(path, Duration::from_millis(300), "second run")
+            .and_then(|lock| host.run(&Cmd::new("true")).map(|_| lock))
             .unwrap_err();
         assert!(
             started.elapsed() >= Duration::from_millis(300),
@@ -283,9 +286,15 @@ both_ways!(
         assert_eq!(busy.code(), Code::Busy);
         assert!(busy.to_string().contains("first run (it's me)"), "{busy}");
         drop(first);
+        // Over one channel, nothing runs after a lock that failed until
+        // the next lock.
+        if let Err(e) = host.run(&Cmd::new("true")) {
+            assert_eq!(e.code(), Code::Busy, "{e}");
+        }
         let again = host
             .lock(path, Duration::from_secs(5), "third run")
             .unwrap();
+        assert!(host.run(&Cmd::new("true")).unwrap().success());
         drop(again);
     }
 );

@@ -28,7 +28,8 @@ use crate::error::HostError;
 /// The driver. `$1` is the line that ends a frame. Frames are an op line,
 /// the command's lines, then that end line:
 /// - `X`: run the command in a subshell, stdin from /dev/null;
-/// - `L`: the words `PATH SECONDS HOLDER FD`: take a lock in this shell;
+/// - `L`: the words `PATH SECONDS HOLDER FD`: take a lock in this shell,
+///   and end after answering when it could not: nothing sent after it runs;
 /// - `U`: the word `FD`: release that lock;
 /// - `H`: hand the channel over: run the command with the channel as its
 ///   stdin and stdout, then end.
@@ -69,8 +70,27 @@ while IFS= read -r op; do
     *) exit 2 ;;
   esac
   printf 'O%s\nE%s\nR%s\n' "$(hex "$t/o")" "$(hex "$t/e")" "$rc"
+  # No command may run after a lock we did not get.
+  if [ "$op" = L ] && [ "$rc" != 0 ]; then exit 0; fi
 done
 "#;
+
+/// An answer the driver owes us.
+enum Unread {
+    /// A lock's release: nothing to check.
+    Release,
+    /// A lock: taken, or the run must stop.
+    Lock(LockFailure),
+}
+
+/// A lock, and, once it failed, how.
+#[derive(Clone)]
+struct LockFailure {
+    path: String,
+    timeout: Duration,
+    deadline: Instant,
+    output: Output,
+}
 
 /// The fds a run's locks use, highest first; POSIX shells number up to 9.
 const LOCK_FDS: [u8; 3] = [9, 8, 7];
@@ -102,8 +122,16 @@ struct State {
     /// Lock fds in use, and those dropped but not yet released.
     held: Vec<u8>,
     release: Vec<u8>,
-    /// How many channels this host opened, for `-v` and the tests that count them.
+    /// Answers sent for and not yet read, oldest first: a lock is not
+    /// waited for until the next command needs the channel, so that both
+    /// travel in one round trip.
+    unread: Vec<Unread>,
+    /// A lock this run did not get: every later command fails with it,
+    /// until the next lock.
+    lock_failed: Option<LockFailure>,
+    /// How many channels this host opened, and frames it sent, for `-vv`.
     channels: usize,
+    frames: usize,
 }
 
 impl MuxHost {
@@ -116,13 +144,17 @@ impl MuxHost {
                 end: end_line(),
                 held: Vec::new(),
                 release: Vec::new(),
+                unread: Vec::new(),
+                lock_failed: None,
                 channels: 0,
+                frames: 0,
             })),
         }
     }
 
-    /// Sends one frame (after any pending lock releases, whose answers are
-    /// read and dropped) and returns its answer, waiting until `deadline`.
+    /// Sends one frame (after any pending lock releases) and returns its
+    /// answer, waiting until `deadline`; the answers owed before it are
+    /// read first.
     fn frame(
         &self,
         op: char,
@@ -131,27 +163,81 @@ impl MuxHost {
         deadline: Option<Instant>,
     ) -> Result<Output, HostError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.ensure_driver(&mut state)?;
-        let releases = std::mem::take(&mut state.release);
-        let mut text = String::new();
-        for fd in &releases {
-            text.push_str(&format!("U\n{fd}\n{}\n", state.end));
+        if let Some(failure) = &state.lock_failed {
+            return Err(self.lock_error(failure));
         }
-        text.push_str(&format!("{op}\n{body}\n{}\n", state.end));
+        self.ensure_driver(&mut state)?;
+        let text = self.with_releases(&mut state, op, body);
         let mut ready = state.ready;
+        let unread = std::mem::take(&mut state.unread);
         let driver = state.driver.as_mut().expect("started above");
+        let mut failed = None;
         let answer = driver.send(text.as_bytes()).and_then(|()| {
-            for _ in &releases {
-                read_answer(driver.as_mut(), &mut ready, deadline, self, what)?;
+            for owed in unread {
+                if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, what)? {
+                    let error = self.lock_error(&failure);
+                    failed = Some(failure);
+                    return Err(error);
+                }
             }
             read_answer(driver.as_mut(), &mut ready, deadline, self, what)
         });
         state.ready = ready;
+        if failed.is_some() {
+            state.lock_failed = failed;
+        }
         if answer.is_err() {
             // Out of step with the driver: the next command starts another.
             state.driver = None;
         }
         answer
+    }
+
+    /// The release frames of dropped locks, then this frame.
+    fn with_releases(&self, state: &mut State, op: char, body: &str) -> String {
+        let mut text = String::new();
+        for fd in std::mem::take(&mut state.release) {
+            text.push_str(&format!("U\n{fd}\n{}\n", state.end));
+            state.unread.push(Unread::Release);
+        }
+        text.push_str(&format!("{op}\n{body}\n{}\n", state.end));
+        state.frames += 1;
+        text
+    }
+
+    /// Reads one owed answer; `Some` for a lock that was not taken.
+    fn read_owed(
+        &self,
+        driver: &mut dyn Running,
+        ready: &mut bool,
+        owed: Unread,
+        what: &Cmd,
+    ) -> Result<Option<LockFailure>, HostError> {
+        match owed {
+            Unread::Release => {
+                read_answer(driver, ready, None, self, what)?;
+                Ok(None)
+            }
+            Unread::Lock(mut lock) => {
+                let output = read_answer(driver, ready, Some(lock.deadline), self, what)?;
+                let taken =
+                    output.code == Some(0) && output.stdout_text().lines().any(|l| l == "LOCKED");
+                lock.output = output;
+                Ok((!taken).then_some(lock))
+            }
+        }
+    }
+
+    fn lock_error(&self, failure: &LockFailure) -> HostError {
+        let text = failure.output.stdout_text();
+        if let Some(line) = text.lines().find(|l| l.starts_with("BUSY ")) {
+            return super::busy(self, &failure.path, &line["BUSY ".len()..], failure.timeout);
+        }
+        HostError::Command {
+            host: self.name().to_string(),
+            command: Cmd::script("# take a lock", &[&failure.path]).to_string(),
+            output: Box::new(failure.output.clone()),
+        }
     }
 
     fn ensure_driver(&self, state: &mut State) -> Result<(), HostError> {
@@ -326,87 +412,95 @@ impl Host for MuxHost {
         let line = cmd.to_shell_line(self.sudo())?;
         crate::log::debug(&format!("{}: {cmd} (left running)", self.name()));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = String::new();
-        for fd in std::mem::take(&mut state.release) {
-            // Their answers are never read: the channel is the command's now,
-            // and `U` prints nothing but its answer lines, skipped below.
-            text.push_str(&format!("U\n{fd}\n{}\n", state.end));
+        if let Some(failure) = &state.lock_failed {
+            return Err(self.lock_error(failure));
         }
-        let releases = text.matches("U\n").count();
-        text.push_str(&format!("H\n{line}\n{}\n", state.end));
         self.ensure_driver(&mut state)?;
-        let mut driver = state.driver.take().expect("started above");
+        let text = self.with_releases(&mut state, 'H', &line);
         let mut ready = state.ready;
+        let unread = std::mem::take(&mut state.unread);
+        let mut driver = state.driver.take().expect("started above");
         driver.send(text.as_bytes())?;
         // The driver's own lines must not reach the command's reader.
-        while !ready {
-            match driver.line(START)? {
-                Line::Line(line) if line == "BG-MUX-READY" => ready = true,
-                Line::Line(_) => {}
-                Line::NotYet | Line::Ended => {
-                    return Err(HostError::Transport {
-                        target: self.name().to_string(),
-                        during: "starting a command",
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the host's driver did not start",
-                        ),
-                    });
-                }
+        for owed in unread {
+            if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, cmd)? {
+                let error = self.lock_error(&failure);
+                state.lock_failed = Some(failure);
+                return Err(error);
             }
         }
-        let mut skipped = 0;
-        while skipped < releases {
-            if let Line::Line(line) = driver.line(START)?
-                && line.starts_with('R')
-            {
-                skipped += 1;
+        if !ready {
+            let deadline = Some(Instant::now() + START);
+            while !ready {
+                match driver.line(START)? {
+                    Line::Line(line) if line == "BG-MUX-READY" => ready = true,
+                    Line::Line(_) => {}
+                    Line::NotYet | Line::Ended => return Err(broken(self, cmd)),
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(broken(self, cmd));
+                }
             }
         }
         state.held.clear();
         Ok(driver)
     }
 
+    /// Sends the lock and returns: the answer is read with the next
+    /// command's, one round trip for both. A lock the host could not take
+    /// ends the driver before anything else runs, and that command (and
+    /// every later one) fails with the lock's error.
     fn lock(&self, path: &str, timeout: Duration, holder: &str) -> Result<Lock, HostError> {
-        let fd = {
-            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            LOCK_FDS
-                .iter()
-                .copied()
-                .find(|fd| !state.held.contains(fd) && !state.release.contains(fd))
-        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.lock_failed.take().is_some() {
+            // Trying again: on a new driver (the last one ended at the failure).
+            state.driver = None;
+        }
+        let fd = LOCK_FDS
+            .iter()
+            .copied()
+            .find(|fd| !state.held.contains(fd) && !state.release.contains(fd));
         let Some(fd) = fd else {
+            drop(state);
             return super::lock_with(self, path, timeout, holder);
         };
         let seconds = format!("{:.3}", timeout.as_secs_f64());
         let holder = holder.replace(['\n', '\r'], " ");
         let words = crate::quote::join(&[path, &seconds, &holder, &fd.to_string()])?;
-        let cmd = Cmd::script("# take a lock", &[path, &seconds, &holder]);
-        let deadline = Instant::now() + timeout + Duration::from_secs(30);
-        let output = self.frame('L', &words, &cmd, Some(deadline))?;
-        let text = output.stdout_text();
-        if output.code == Some(0) && text.lines().any(|l| l == "LOCKED") {
-            self.state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .held
-                .push(fd);
-            return Ok(Lock {
-                _release: Box::new(Release {
-                    state: Arc::clone(&self.state),
-                    fd,
-                }),
-                path: path.to_string(),
-            });
+        self.ensure_driver(&mut state)?;
+        let text = self.with_releases(&mut state, 'L', &words);
+        let driver = state.driver.as_mut().expect("started above");
+        if let Err(e) = driver.send(text.as_bytes()) {
+            state.driver = None;
+            return Err(e);
         }
-        if let Some(line) = text.lines().find(|l| l.starts_with("BUSY ")) {
-            return Err(super::busy(self, path, &line["BUSY ".len()..], timeout));
-        }
-        Err(HostError::Command {
-            host: self.name().to_string(),
-            command: cmd.to_string(),
-            output: Box::new(output),
+        state.unread.push(Unread::Lock(LockFailure {
+            path: path.to_string(),
+            timeout,
+            // The host waits for the lock itself; it gets some extra time to answer.
+            deadline: Instant::now() + timeout + Duration::from_secs(30),
+            output: Output::default(),
+        }));
+        state.held.push(fd);
+        Ok(Lock {
+            _release: Box::new(Release {
+                state: Arc::clone(&self.state),
+                fd,
+            }),
+            path: path.to_string(),
         })
+    }
+}
+
+impl Drop for MuxHost {
+    fn drop(&mut self) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        crate::log::debug(&format!(
+            "{}: {} commands over {} channels",
+            self.inner.name(),
+            state.frames,
+            state.channels
+        ));
     }
 }
 
