@@ -66,6 +66,19 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 exit 0
 "#;
 
+/// `$1` the port as /proc writes it: the kernel's listening sockets, a
+/// `BG-OWNERS` line, then [`OWNERS_SCRIPT`] for those on the port (it
+/// continues this script, with the inodes as its arguments).
+const FIND_SCRIPT: &str = r#"# find who listens on a port
+[ -r /proc/net/tcp ] || exit 100
+tables=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A"')
+printf '%s\n' "$tables"
+echo BG-OWNERS
+want=$(printf '%s\n' "$tables" | awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) printf " %s", $10 }')
+[ -n "$want" ] || exit 0
+set -- $want
+"#;
+
 /// Prints `PID INODE COMM` for each process holding one of the socket
 /// inodes given as arguments. One `ls` lists every fd link of every process
 /// we may see; awk keeps the wanted sockets.
@@ -93,16 +106,27 @@ echo none
 /// Finds every process listening on `port`. Looking at other users'
 /// processes is privileged: with `--sudo` it runs through `sudo -n`.
 pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
-    let Some(inodes) = listening_inodes_on(host, port)? else {
+    // The listening sockets and their owners in one command (one round
+    // trip); our parser of the tables decides which sockets count.
+    let script = format!("{FIND_SCRIPT}{OWNERS_SCRIPT}");
+    let cmd = Cmd::script(&script, &[&proc_port(port)]).privileged(true);
+    let output = host.run(&cmd)?;
+    if output.code == Some(NO_PROC) && output.signal.is_none() {
         return fallback(host, port);
-    };
+    }
+    let output = host.check(&cmd, output)?;
+    let text = output.stdout_text();
+    let (tables, owners) = text
+        .split_once("BG-OWNERS\n")
+        .unwrap_or((text.as_str(), ""));
+    let inodes = listening_inodes(tables, port);
     if inodes.is_empty() {
         return Ok(Found::default());
     }
-    let args: Vec<String> = inodes.iter().map(u64::to_string).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = host.run_ok(&Cmd::script(OWNERS_SCRIPT, &args).privileged(true))?;
-    let owners = parse_owners(&output.stdout_text());
+    let owners: Vec<(u32, u64, String)> = parse_owners(owners)
+        .into_iter()
+        .filter(|(_, inode, _)| inodes.contains(inode))
+        .collect();
     let hidden = inodes
         .iter()
         .filter(|inode| !owners.iter().any(|(_, i, _)| i == *inode))
@@ -120,28 +144,41 @@ pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
     })
 }
 
-/// `$1` the port as /proc writes it (four upper-case hex digits), `$2` how
-/// long to wait, in tenths of a second. Prints `FREE` once no socket
-/// listens on the port, or `BUSY` at the end; exit 100 without /proc.
-const WAIT_FREE_SCRIPT: &str = r#"# wait until nothing listens on a port
-[ -r /proc/net/tcp ] || exit 100
-i=0
-while :; do
-  if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-      awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) busy = 1 } END { exit !busy }'; then
-    echo FREE; exit 0
-  fi
-  [ "$i" -ge "$2" ] && { echo BUSY; exit 0; }
-  if sleep 0.1 2>/dev/null; then i=$((i + 1)); else sleep 1; i=$((i + 10)); fi
-done
+/// `wait_free PORT TENTHS`: PORT as /proc writes it (four upper-case hex
+/// digits), TENTHS how long to wait, in tenths of a second. Prints `FREE`
+/// once no socket listens on the port, or `BUSY` at the end; status 100
+/// without /proc.
+pub const WAIT_FREE_FUNCTION: &str = r#"wait_free() {
+  [ -r /proc/net/tcp ] || return 100
+  i=0
+  while :; do
+    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) busy = 1 } END { exit !busy }'; then
+      echo FREE; return 0
+    fi
+    [ "$i" -ge "$2" ] && { echo BUSY; return 0; }
+    if sleep 0.1 2>/dev/null; then i=$((i + 1)); else sleep 1; i=$((i + 10)); fi
+  done
+}
 "#;
+
+/// The port as /proc writes it.
+pub fn proc_port(port: u16) -> String {
+    format!("{port:04X}")
+}
+
+/// How long to wait, in tenths of a second, as [`WAIT_FREE_FUNCTION`] takes it.
+pub fn tenths(within: Duration) -> String {
+    within.as_millis().div_ceil(100).to_string()
+}
 
 /// Waits up to `within` until nothing listens on `port`; `true` once free.
 /// One command on the host does the looking (a read of the TCP tables
 /// every 0.1 s), not a command per look; without /proc, a command per look.
 pub fn wait_free(host: &dyn Host, port: u16, within: Duration) -> Result<bool, HostError> {
-    let tenths = within.as_millis().div_ceil(100).to_string();
-    let cmd = Cmd::script(WAIT_FREE_SCRIPT, &[&format!("{port:04X}"), &tenths])
+    let script =
+        format!("# wait until nothing listens on a port\n{WAIT_FREE_FUNCTION}wait_free \"$@\"\n");
+    let cmd = Cmd::script(&script, &[&proc_port(port), &tenths(within)])
         .timeout(within + Duration::from_secs(30));
     let output = host.run(&cmd)?;
     if output.code == Some(NO_PROC) && output.signal.is_none() {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
 use bg_core::host::{Host, holder_description};
+use bg_core::listeners;
 use bg_core::{Cmd, Code, Failure, HostError, Report};
 use clap::Parser;
 
@@ -136,11 +137,6 @@ pub fn parse_signal(value: &str) -> Result<String, String> {
 /// After a KILL, the least time we give the kernel to close the sockets.
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
-const KILL_SCRIPT: &str = r#"# send a signal
-sig=$1; shift
-kill -s "$sig" "$@"
-"#;
-
 impl bg_core::Tool for Cli {
     fn output(&self) -> &OutputArgs {
         &self.output
@@ -209,10 +205,10 @@ impl bg_core::Tool for Cli {
             describe(&found.listeners),
             host.name()
         ));
-        signal(host, &self.signal, &found.pids())?;
         let grace_end = start + self.grace.min(self.timeout);
         let mut killed = self.signal == "KILL";
-        if !wait_free(host, port, grace_end)? && !killed {
+        let mut free = signal_and_wait(host, &self.signal, &found.pids(), port, grace_end)?;
+        if !free && !killed {
             let now = find(host, port)?;
             let mut pids = found.pids();
             for pid in now.pids() {
@@ -225,10 +221,16 @@ impl bg_core::Tool for Cli {
                 humantime::format_duration(self.grace.min(self.timeout)),
                 describe(&now.listeners)
             ));
-            signal(host, "KILL", &pids)?;
             killed = true;
+            free = signal_and_wait(
+                host,
+                "KILL",
+                &pids,
+                port,
+                deadline.max(Instant::now() + AFTER_KILL),
+            )?;
         }
-        if !wait_free(host, port, deadline.max(Instant::now() + AFTER_KILL))? {
+        if !free && !wait_free(host, port, deadline.max(Instant::now() + AFTER_KILL))? {
             let left = find(host, port)?;
             return Err(StopError::StillBusy {
                 port,
@@ -271,29 +273,74 @@ fn report(port: u16, listeners: &[Listener], signal: &str, killed: bool, verb: &
         .field("KILLED", killed)
 }
 
-/// Sends `sig` to `pids`; a process that is already gone is not an error,
-/// one we may not signal is (its own error, with its own hint: --sudo).
-fn signal(host: &dyn Host, sig: &str, pids: &[u32]) -> Result<(), HostError> {
+/// `$1` signal, `$2` port as /proc writes it, `$3` tenths of a second to
+/// wait, then the pids: one command (one round trip) signals, then waits
+/// until nothing listens. `BG-KILL STATUS` first, kill's complaints on
+/// stderr, then [`bg_core::listeners::WAIT_FREE_FUNCTION`]'s word.
+const SIGNAL_AND_WAIT_SCRIPT: &str = r#"sig=$1 p=$2 n=$3; shift 3
+kill -s "$sig" "$@"
+echo "BG-KILL $?"
+wait_free "$p" "$n"
+"#;
+
+/// Sends `sig` to `pids`, then waits until nothing listens on `port` or
+/// `until` passes: `true` once free. A process that is already gone is not
+/// an error, one we may not signal is (its own error, with its own hint:
+/// --sudo).
+fn signal_and_wait(
+    host: &dyn Host,
+    sig: &str,
+    pids: &[u32],
+    port: u16,
+    until: Instant,
+) -> Result<bool, HostError> {
     if pids.is_empty() {
-        return Ok(());
+        return wait_free(host, port, until);
     }
-    let mut args = vec![sig.to_string()];
+    let within = until.saturating_duration_since(Instant::now());
+    let mut args = vec![
+        sig.to_string(),
+        listeners::proc_port(port),
+        listeners::tenths(within),
+    ];
     args.extend(pids.iter().map(u32::to_string));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cmd = Cmd::script(KILL_SCRIPT, &args).privileged(true);
+    let script = format!(
+        "# send a signal, wait for the port\n{}{SIGNAL_AND_WAIT_SCRIPT}",
+        listeners::WAIT_FREE_FUNCTION
+    );
+    let cmd = Cmd::script(&script, &args)
+        .privileged(true)
+        .timeout(within + Duration::from_secs(30));
     let output = host.run(&cmd)?;
-    if output.success() {
-        return Ok(());
-    }
-    let stderr = output.stderr_text();
-    let only_gone = stderr
+    let stdout = output.stdout_text();
+    let Some(status) = stdout
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .all(|l| l.contains("No such process"));
-    if only_gone && output.signal.is_none() {
-        return Ok(());
+        .find_map(|l| l.strip_prefix("BG-KILL "))
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return host.check(&cmd, output).map(|_| false);
+    };
+    if status != 0 {
+        let only_gone = output
+            .stderr_text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.contains("No such process"));
+        if !only_gone {
+            let kill = bg_core::host::Output {
+                code: Some(status),
+                ..output
+            };
+            return host.check(&cmd, kill).map(|_| false);
+        }
     }
-    host.check(&cmd, output).map(drop)
+    if output.code == Some(100) && output.signal.is_none() {
+        // No /proc: a look at a time.
+        return wait_free(host, port, until);
+    }
+    let output = host.check(&cmd, output)?;
+    Ok(output.stdout_text().lines().any(|l| l == "FREE"))
 }
 
 /// Waits until nothing listens on `port` (`true`) or `until` passes (`false`).
