@@ -8,7 +8,7 @@ use crate::error::HostError;
 use crate::quote;
 
 /// A command for [`crate::host::Host::exec`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cmd {
     argv: Vec<String>,
     privileged: bool,

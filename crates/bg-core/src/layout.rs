@@ -146,6 +146,17 @@ impl LayoutArgs {
     /// The files that reading the state and finding the file to enable
     /// usually read: worth reading ahead in one command
     /// ([`crate::host::Prefetched`]). Anything else is read when needed.
+    /// What reading the state asks the host, for [`Prefetched::with_commands`]:
+    /// the listing of sites-enabled in the symlink layout.
+    ///
+    /// [`Prefetched::with_commands`]: crate::host::Prefetched::with_commands
+    pub fn usual_commands(&self) -> Vec<Cmd> {
+        match self.managed_file() {
+            Some(_) => Vec::new(),
+            None => vec![list_cmd(&self.sites_enabled)],
+        }
+    }
+
     pub fn usual_files(&self) -> Vec<String> {
         match self.managed_file() {
             Some(path) => vec![path.to_string()],
@@ -226,6 +237,11 @@ pub enum EntryKind {
 
 /// Lists a directory: name, kind, link target. NUL-separated, so any name
 /// (newlines, quotes, `$(...)`) comes back as it is.
+/// The command [`list_dir`] runs.
+pub fn list_cmd(dir: &str) -> Cmd {
+    Cmd::script(LIST_SCRIPT, &[dir]).privileged(true)
+}
+
 const LIST_SCRIPT: &str = r#"# list a directory
 [ -d "$1" ] || exit 100
 for f in "$1"/*; do
@@ -246,7 +262,7 @@ done
 /// The entries of `dir` (no dot files: nginx's `*` skips them too), or
 /// `None` when it is not a directory.
 pub fn list_dir(host: &dyn Host, dir: &str) -> Result<Option<Vec<Entry>>, HostError> {
-    let cmd = Cmd::script(LIST_SCRIPT, &[dir]).privileged(true);
+    let cmd = list_cmd(dir);
     let output = host.run(&cmd)?;
     if output.code == Some(100) && output.signal.is_none() {
         return Ok(None);

@@ -38,7 +38,14 @@ impl bg_core::Tool for Cli {
     fn run(self) -> bg_core::Result<Report> {
         self.layout.check()?;
         let host = self.host.connect()?;
-        let state = layout::read_state(host.as_ref(), &self.layout)?;
+        // What the state is read from, asked in one round trip.
+        let read = bg_core::host::Prefetched::with_commands(
+            host.as_ref(),
+            &self.layout.usual_files(),
+            true,
+            &self.layout.usual_commands(),
+        );
+        let state = layout::read_state(&read, &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let active = state.active();
         if active.is_none() && self.layout.managed_file().is_none() {

@@ -309,7 +309,12 @@ impl bg_core::Tool for Cli {
         // written until `plan` below is done with them.
         let mut ahead = self.layout.usual_files();
         ahead.push(pending_path.clone());
-        let read = bg_core::host::Prefetched::new(host, &ahead, true);
+        let read = bg_core::host::Prefetched::with_commands(
+            host,
+            &ahead,
+            true,
+            &self.layout.usual_commands(),
+        );
         let interrupted = read.read_file(&pending_path, false)?;
 
         let state = layout::read_state(&read, &self.layout)?;

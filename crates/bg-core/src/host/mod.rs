@@ -144,6 +144,13 @@ pub trait Host {
         self.exec(cmd, Input::None)
     }
 
+    /// Runs commands one after another and returns their outputs whatever
+    /// their status; over one channel ([`MuxHost`]) they travel together,
+    /// one round trip for all.
+    fn run_all(&self, cmds: &[Cmd]) -> Result<Vec<Output>, HostError> {
+        cmds.iter().map(|cmd| self.run(cmd)).collect()
+    }
+
     /// Runs a command that must succeed.
     fn run_ok(&self, cmd: &Cmd) -> Result<Output, HostError> {
         let output = self.run(cmd)?;

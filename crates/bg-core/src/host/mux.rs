@@ -407,6 +407,55 @@ impl Host for MuxHost {
         self.frame('X', &line, cmd, deadline)
     }
 
+    fn run_all(&self, cmds: &[Cmd]) -> Result<Vec<Output>, HostError> {
+        let Some(last) = cmds.last() else {
+            return Ok(Vec::new());
+        };
+        let mut lines = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            crate::log::debug(&format!("{}: {cmd}", self.name()));
+            lines.push(cmd.to_shell_line(self.sudo())?);
+        }
+        let deadline = cmds
+            .iter()
+            .filter_map(Cmd::get_timeout)
+            .reduce(|a, b| a + b)
+            .map(|t| Instant::now() + t);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(failure) = &state.lock_failed {
+            return Err(self.lock_error(failure));
+        }
+        self.ensure_driver(&mut state)?;
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(&self.with_releases(&mut state, 'X', line));
+        }
+        let mut ready = state.ready;
+        let unread = std::mem::take(&mut state.unread);
+        let driver = state.driver.as_mut().expect("started above");
+        let mut failed = None;
+        let answers = driver.send(text.as_bytes()).and_then(|()| {
+            for owed in unread {
+                if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, last)? {
+                    let error = self.lock_error(&failure);
+                    failed = Some(failure);
+                    return Err(error);
+                }
+            }
+            cmds.iter()
+                .map(|cmd| read_answer(driver.as_mut(), &mut ready, deadline, self, cmd))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        state.ready = ready;
+        if failed.is_some() {
+            state.lock_failed = failed;
+        }
+        if answers.is_err() {
+            state.driver = None;
+        }
+        answers
+    }
+
     /// Hands this run's channel over to `cmd`: a later command opens another.
     fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError> {
         let line = cmd.to_shell_line(self.sudo())?;

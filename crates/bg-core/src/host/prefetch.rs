@@ -31,6 +31,9 @@ pub struct Prefetched<'a> {
     /// Path to its bytes (`None`: nothing there). Paths the batch could not
     /// answer plainly are absent and read the usual way.
     files: HashMap<String, Option<Vec<u8>>>,
+    /// Commands run ahead with the files (listing a directory, say), and
+    /// what they printed: the same command asked again gets this answer.
+    answers: HashMap<Cmd, Output>,
 }
 
 impl std::fmt::Debug for Prefetched<'_> {
@@ -49,13 +52,31 @@ impl<'a> Prefetched<'a> {
     /// batch that fails or does not parse leaves every path to be read on
     /// its own, as without it.
     pub fn new(host: &'a dyn Host, paths: &[String], privileged: bool) -> Prefetched<'a> {
+        Prefetched::with_commands(host, paths, privileged, &[])
+    }
+
+    /// The same, with `cmds` run in the same round trip and their answers
+    /// kept for when they are asked. A failure leaves them to run then.
+    pub fn with_commands(
+        host: &'a dyn Host,
+        paths: &[String],
+        privileged: bool,
+        cmds: &[Cmd],
+    ) -> Prefetched<'a> {
         let args: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let cmd = Cmd::script(READ_MANY_SCRIPT, &args).privileged(privileged);
-        let files = match host.run(&cmd) {
-            Ok(output) if output.success() => parse(paths, &output.stdout).unwrap_or_default(),
+        let mut all = vec![Cmd::script(READ_MANY_SCRIPT, &args).privileged(privileged)];
+        all.extend(cmds.iter().cloned());
+        let mut outputs = host.run_all(&all).unwrap_or_default().into_iter();
+        let files = match outputs.next() {
+            Some(output) if output.success() => parse(paths, &output.stdout).unwrap_or_default(),
             _ => HashMap::new(),
         };
-        Prefetched { host, files }
+        let answers = cmds.iter().cloned().zip(outputs).collect();
+        Prefetched {
+            host,
+            files,
+            answers,
+        }
     }
 }
 
@@ -93,6 +114,9 @@ impl Host for Prefetched<'_> {
     }
 
     fn exec(&self, cmd: &Cmd, input: Input<'_>) -> Result<Output, HostError> {
+        if let (Some(answer), Input::None) = (self.answers.get(cmd), &input) {
+            return Ok(answer.clone());
+        }
         self.host.exec(cmd, input)
     }
 
