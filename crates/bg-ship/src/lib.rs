@@ -219,6 +219,16 @@ const SUM_THERE_FUNCTION: &str = r#"sum_there() {
 /// The sum and the directory from [`PREPARE_SCRIPT`]'s output: what follows
 /// the first `BG-SUM` line is the directory, whatever it holds (a newline
 /// too), but the one newline `pwd` adds.
+/// `$4` `refuse` (a taken port stops here), `look` (say, go on) or empty,
+/// `$5` the port as /proc writes it. Prints `BG-PORT busy|free|unknown`.
+const PORT_GUARD: &str = r#"if [ -n "$4" ]; then
+  state=$(wait_free "$5" 0); rc=$?
+  if [ "$rc" = 100 ]; then state=unknown; elif [ "$state" = BUSY ]; then state=busy; else state=free; fi
+  echo "BG-PORT $state"
+  if [ "$4" = refuse ] && [ "$state" != free ]; then exit 0; fi
+fi
+"#;
+
 fn parse_prepared(stdout: &str) -> Option<(String, String)> {
     let at = if stdout.starts_with("BG-SUM ") {
         0
@@ -280,7 +290,56 @@ impl Cli {
                 &holder_description("bg-ship"),
             )?)
         };
-        if !self.no_start && bg_core::listeners::is_listening(host, self.port)? {
+        let (title, body) = if self.dry_run {
+            ("find the deploy directory", RESOLVE_SCRIPT)
+        } else {
+            ("make the deploy directory", PREPARE_SCRIPT)
+        };
+        let script = with_sha256(
+            title,
+            &format!(
+                "{}{PORT_GUARD}{SUM_THERE_FUNCTION}{body}",
+                bg_core::listeners::WAIT_FREE_FUNCTION
+            ),
+        );
+        // A taken port (the old app would answer the health check in the
+        // new one's place) is refused before anything changes.
+        let guard = match (self.no_start, self.dry_run) {
+            (true, _) => "",
+            (false, false) => "refuse",
+            (false, true) => "look",
+        };
+        let prepare = |guard: &str| {
+            Cmd::script(
+                &script,
+                &[
+                    &self.deploy_path,
+                    &plan.name,
+                    &plan.len().to_string(),
+                    guard,
+                    &bg_core::listeners::proc_port(self.port),
+                ],
+            )
+        };
+        // Whether the port is taken, and the deploy directory: one round trip.
+        let mut output = host.run_ok(&prepare(guard))?;
+        let port_state = output
+            .stdout_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("BG-PORT ").map(str::to_string));
+        let taken = match port_state.as_deref() {
+            Some("busy") => true,
+            // No /proc: ss, lsof or fuser tell, then the directory is made.
+            Some("unknown") => {
+                let taken = bg_core::listeners::is_listening(host, self.port)?;
+                if !taken {
+                    output = host.run_ok(&prepare(""))?;
+                }
+                taken
+            }
+            _ => false,
+        };
+        if taken {
             let found = bg_core::listeners::find(host, self.port)?;
             let busy = ShipError::PortBusy {
                 port: self.port,
@@ -291,16 +350,6 @@ impl Cli {
             }
             bg_core::log::warn(&format!("dry run: {busy}"));
         }
-        let (title, body) = if self.dry_run {
-            ("find the deploy directory", RESOLVE_SCRIPT)
-        } else {
-            ("make the deploy directory", PREPARE_SCRIPT)
-        };
-        let script = with_sha256(title, &format!("{SUM_THERE_FUNCTION}{body}"));
-        let output = host.run_ok(&Cmd::script(
-            &script,
-            &[&self.deploy_path, &plan.name, &plan.len().to_string()],
-        ))?;
         let stdout = output.stdout_text();
         let Some((remote_hash, dir)) = parse_prepared(&stdout) else {
             return Err(HostError::Command {
@@ -390,17 +439,8 @@ impl Cli {
             _ => (true, self.upload(host, &partial, &remote, plan)?),
         };
 
-        let mut pid = None;
-        if !self.no_start {
-            let started = start(host, &dir, &log_file, &pid_file, &self.env, &argv)?;
-            bg_core::log::info(&format!(
-                "started pid {started} on {}, log {log_file}",
-                host.name()
-            ));
-            settle(host, started, self.settle, &log_file)?;
-            pid = Some(started);
-        }
-
+        // Before the start: the start hands the channel to the watch, and
+        // the shipped jar is never pruned anyway.
         let mut pruned = Vec::new();
         if let Some(keep) = self.keep {
             let suffix = match plan.name.rfind('.') {
@@ -414,6 +454,17 @@ impl Cli {
             } else {
                 pruned = prune::prune(host, &dir, suffix, &plan.name, keep as usize)?;
             }
+        }
+
+        let mut pid = None;
+        if !self.no_start {
+            let started = start(host, &dir, &log_file, &pid_file, &self.env, &argv)?;
+            bg_core::log::info(&format!(
+                "started pid {started} on {}, log {log_file}",
+                host.name()
+            ));
+            settle(host, started, self.settle, &log_file)?;
+            pid = Some(started);
         }
 
         let text = match pid {

@@ -64,10 +64,12 @@ impl<'a> Prefetched<'a> {
         cmds: &[Cmd],
     ) -> Prefetched<'a> {
         let args: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let mut all = vec![Cmd::script(READ_MANY_SCRIPT, &args).privileged(privileged)];
+        let read = (!paths.is_empty())
+            .then(|| Cmd::script(READ_MANY_SCRIPT, &args).privileged(privileged));
+        let mut all: Vec<Cmd> = read.iter().cloned().collect();
         all.extend(cmds.iter().cloned());
         let mut outputs = host.run_all(&all).unwrap_or_default().into_iter();
-        let files = match outputs.next() {
+        let files = match read.and_then(|_| outputs.next()) {
             Some(output) if output.success() => parse(paths, &output.stdout).unwrap_or_default(),
             _ => HashMap::new(),
         };
