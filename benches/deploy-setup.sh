@@ -301,8 +301,9 @@ deploy() { # NAME N -> wall seconds; checks nginx then serves build N
   cp "$work/app.jar" "$work/jars/app-$n.jar"   # a versioned name, as the seed's
   before=$(ssh_counts)
   t0=$EPOCHREALTIME
-  VERSION=$n BUILD_NUMBER=$n bash "$work/$name.sh" > "$work/$name-$n.out" 2>&1 \
-    || { cat "$work/$name-$n.out" >&2; exit 1; }
+  # Bounded: the seed's own loops sleep 100 s at most; a hung deploy fails.
+  VERSION=$n BUILD_NUMBER=$n timeout 300 bash "$work/$name.sh" > "$work/$name-$n.out" 2>&1 \
+    || { cat "$work/$name-$n.out" >&2; echo "$name deploy $n failed" >&2; exit 1; }
   t1=$EPOCHREALTIME
   # Not timed: nginx must now route to the new build (retry briefly while
   # old nginx workers finish).
@@ -334,8 +335,11 @@ app_start() {
   t0=$EPOCHREALTIME
   # shellcheck disable=SC2086
   java $java_opts -Dserver.port="$p" -jar "$work/app.jar" > /dev/null 2>&1 < /dev/null &
-  local pid=$!
-  until curl -s -o /dev/null "http://127.0.0.1:$p/"; do sleep 0.01; done
+  local pid=$! deadline=$((EPOCHSECONDS + 60))
+  until curl -s -o /dev/null "http://127.0.0.1:$p/"; do
+    [ "$EPOCHSECONDS" -lt "$deadline" ] || { echo "the app did not answer on $p within 60 s" >&2; exit 1; }
+    sleep 0.01
+  done
   t1=$EPOCHREALTIME
   kill "$pid"; wait "$pid" 2>/dev/null || true
   echo "$t1 - $t0" | bc -l

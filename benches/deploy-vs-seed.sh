@@ -35,7 +35,7 @@ write_seed seed "$port" "$blue" "$green"
 write_toolkit toolkit "$port" "$blue" "$green"
 
 app_total=0
-for _ in $(seq "$reps"); do app_total=$(echo "$app_total + $(app_start)" | bc -l); done
+for _ in $(seq "$reps"); do a=$(app_start); app_total=$(echo "$app_total + $a" | bc -l); done
 app_s=$(echo "$app_total / $reps" | bc -l)
 start_s=$(echo "$start_ms / 1000" | bc -l)
 

@@ -85,7 +85,7 @@ write_toolkit ssh2 "$ssh_port" "$http_blue" "$http_green"
 write_toolkit openssh "$ssh_port" "$http_blue" "$http_green" BG_SSH_CLIENT=openssh BG_SSH_PERSIST=5s
 
 app_total=0
-for _ in $(seq "$reps"); do app_total=$(echo "$app_total + $(app_start)" | bc -l); done
+for _ in $(seq "$reps"); do a=$(app_start); app_total=$(echo "$app_total + $a" | bc -l); done
 app_s=$(echo "$app_total / $reps" | bc -l)
 
 if [ "$rtt_ms" -gt 0 ]; then link="a ${rtt_ms} ms round trip (delay-proxy)"; else link="loopback"; fi
