@@ -2,12 +2,14 @@
 # tests/rig/sshd.rs starts one. `start_sshd WORK` generates host and client
 # keys in WORK, starts sshd on a free port and sets `user`, `port` and
 # `sshd_pid`; WORK/known_hosts then pins its host key. The caller kills
-# "$sshd_pid" when done.
+# "$sshd_pid" when done. `start_sshd WORK EXTRA` adds the lines EXTRA to
+# its config (sshd takes its first SetEnv line only: add one only with
+# BG_BENCH_BASHRC=1, which drops ours).
 #
 # BG_BENCH_BASHRC=1 keeps the login shell's ~/.bashrc, which the sshd
 # otherwise skips (SetEnv SHLVL=1): see the header of each benchmark.
 start_sshd() {
-  local work=$1
+  local work=$1 extra=${2:-}
   user=$(id -un)
   ssh-keygen -q -t ed25519 -N '' -f "$work/host_ed25519"
   ssh-keygen -q -t ed25519 -N '' -f "$work/client_ed25519"
@@ -31,6 +33,7 @@ PermitRootLogin prohibit-password
 AllowUsers $user
 Subsystem sftp internal-sftp
 $([ "${BG_BENCH_BASHRC:-0}" = 1 ] || echo "SetEnv SHLVL=1")
+$extra
 CONFIG
     /usr/sbin/sshd -D -e -f "$work/sshd_config" 2> "$work/sshd.log" &
     sshd_pid=$!

@@ -11,12 +11,14 @@
 
 mod app;
 mod bin;
+mod delay;
 mod net;
 mod nginx;
 mod sshd;
 
 pub use app::{App, app_jar};
 pub use bin::{Bin, Run, bin_path};
+pub use delay::DelayProxy;
 pub use net::{ClosedPort, free_port, http_get, wait_for_port};
 pub use nginx::Nginx;
 pub use sshd::{Sshd, keygen};
