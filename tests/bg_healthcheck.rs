@@ -242,3 +242,36 @@ fn help_is_stable() {
     run.code(0);
     insta::assert_snapshot!(run.stdout);
 }
+
+/// A healthy answer while the watched process is already gone came from
+/// someone else (the old app still holding the port): exit 1, not healthy.
+fn a_dead_watched_pid_fails_even_when_the_url_is_healthy(host_args: &[String], dir: &Path) {
+    let port = free_port();
+    let _someone_else = App::start_ready(port, &[], &dir.join("app.log"));
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let run = check(port, "/actuator/health")
+        .args(["--watch-pid", &pid.to_string(), "--timeout", "10s"])
+        .args(host_args)
+        .run();
+    run.code(1);
+    assert!(
+        run.error_line().contains(&format!("{pid}")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_dead_watched_pid_fails_even_when_the_url_is_healthy_local() {
+    let dir = tempfile::tempdir().unwrap();
+    a_dead_watched_pid_fails_even_when_the_url_is_healthy(&[], dir.path());
+}
+
+#[test]
+fn a_dead_watched_pid_fails_even_when_the_url_is_healthy_ssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    a_dead_watched_pid_fails_even_when_the_url_is_healthy(&sshd.host_args(), dir.path());
+}

@@ -215,6 +215,26 @@ impl bg_core::Tool for Cli {
             } else {
                 bg_core::log::debug(&format!("attempt {attempts}: {shown}"));
             }
+            if in_a_row >= self.successes
+                && let (Some(pid), Some(host)) = (self.watch_pid, host)
+            {
+                // A healthy answer from a watched process that is gone came
+                // from someone else (the old app still on the port).
+                let watching = match watch.as_mut() {
+                    Some(watching) => watching,
+                    None => watch.insert(bg_core::proc::watch(host, pid)?),
+                };
+                if watching.gone(Duration::ZERO)? {
+                    return Err(HealthError::Died {
+                        pid,
+                        after: rounded(start.elapsed()),
+                        attempts,
+                        last: answer,
+                        tail: self.tail(Some(host)),
+                    }
+                    .into());
+                }
+            }
             if in_a_row >= self.successes {
                 let after = start.elapsed();
                 bg_core::log::info(&format!(
