@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::HostError;
-use crate::host::{Host, HostKeyCheck, LocalHost, SshHost, SshOptions, Target};
+use crate::host::{
+    Host, HostKeyCheck, LocalHost, OpensshHost, OpensshOptions, SshHost, SshOptions, Target,
+};
 use crate::output::Format;
 
 /// `--format`, `-v`, `-q`.
@@ -103,6 +105,15 @@ pub struct HostArgs {
 impl HostArgs {
     /// Opens the host: the local machine without `--host`, else an SSH session.
     pub fn connect(&self) -> Result<Box<dyn Host>, HostError> {
+        if self.ssh_client == SshClient::Openssh {
+            return match self.openssh_options()? {
+                None => Ok(Box::new(LocalHost::new(self.sudo))),
+                Some(options) => {
+                    crate::log::debug(&format!("connecting to {} with OpenSSH", options.target));
+                    Ok(Box::new(OpensshHost::connect(&options)?))
+                }
+            };
+        }
         match self.ssh_options()? {
             None => Ok(Box::new(LocalHost::new(self.sudo))),
             Some(options) => {
@@ -141,6 +152,40 @@ impl HostArgs {
         options.sudo = self.sudo;
         options.agent_socket = env_path("SSH_AUTH_SOCK");
         options.home = env_path("HOME");
+        Ok(Some(options))
+    }
+}
+
+impl HostArgs {
+    /// The options for the system's `ssh`: only what was given, the rest is
+    /// left to OpenSSH and its config; `None` without `--host`.
+    pub fn openssh_options(&self) -> Result<Option<OpensshOptions>, HostError> {
+        let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let mut options = OpensshOptions::new(Target::parse(host)?);
+        options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
+        options.port = self.ssh_port;
+        options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
+        if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
+            return Err(HostError::KeyMissing { path: key.clone() });
+        }
+        options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
+        options.known_hosts = self
+            .known_hosts
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
+        options.host_key_check = self.host_key_check;
+        options.connect_timeout = self.connect_timeout;
+        options.config = if self.no_ssh_config {
+            Some(PathBuf::from("/dev/null"))
+        } else {
+            self.ssh_config
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+        };
+        options.persist = self.ssh_persist;
+        options.sudo = self.sudo;
         Ok(Some(options))
     }
 }
