@@ -648,7 +648,8 @@ fn connect_error(target: &str, stderr: &str, options: &OpensshOptions) -> HostEr
     };
     HostError::SshClient {
         target: target.to_string(),
-        what,
+        // Our error line goes on with "; hint".
+        what: what.trim_end_matches('.').to_string(),
         hint,
     }
 }
