@@ -147,6 +147,13 @@ fn a_crash_is_seen_at_once_with_watch_pid_ssh() {
 }
 
 #[test]
+fn a_crash_is_seen_at_once_with_watch_pid_openssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    crash_with_watch_pid(&sshd.openssh_args(), dir.path());
+}
+
+#[test]
 fn a_crash_during_startup_is_seen_without_waiting_for_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -1,6 +1,8 @@
-//! bg-core's Host, run every way: on the local machine, over a real sshd, and
-//! over that sshd with every command through one channel (`MuxHost`). Each
-//! scenario is written once and run as `NAME::local`, `NAME::ssh`, `NAME::mux`.
+//! bg-core's Host, run every way: on the local machine; over a real sshd,
+//! through libssh2 and through the system's `ssh`; and over that sshd with
+//! every command through one channel (`MuxHost`), as the binaries run them.
+//! Each scenario is written once and run as `NAME::local`, `NAME::ssh`,
+//! `NAME::openssh`, `NAME::mux` and `NAME::openssh_mux`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -36,6 +38,23 @@ macro_rules! both_ways {
             fn mux() {
                 let sshd = Sshd::start();
                 let host = bg_core::host::MuxHost::new(Box::new(sshd.connect()));
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&host as &dyn Host, dir.path());
+            }
+
+            #[test]
+            fn openssh() {
+                let sshd = Sshd::start();
+                let host = sshd.connect_openssh();
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(&host as &dyn Host, dir.path());
+            }
+
+            /// The system's `ssh`, every command through one channel.
+            #[test]
+            fn openssh_mux() {
+                let sshd = Sshd::start();
+                let host = bg_core::host::MuxHost::new(Box::new(sshd.connect_openssh()));
                 let dir = tempfile::tempdir().unwrap();
                 ($body)(&host as &dyn Host, dir.path());
             }
@@ -309,6 +328,19 @@ fn lock_holder_process() {
     };
     let host: Box<dyn Host> = match std::env::var("BG_RIG_SSH_PORT") {
         Err(_) => Box::new(LocalHost::new(false)),
+        Ok(port) if std::env::var_os("BG_RIG_SSH_OPENSSH").is_some() => {
+            let target = bg_core::host::Target::parse(&format!(
+                "{}@127.0.0.1:{port}",
+                bg_deploy_tests::current_user()
+            ))
+            .unwrap();
+            let mut options = bg_core::host::OpensshOptions::new(target);
+            options.identity = Some(std::env::var("BG_RIG_SSH_KEY").unwrap().into());
+            options.known_hosts = Some(std::env::var("BG_RIG_KNOWN_HOSTS").unwrap().into());
+            options.config = Some("/dev/null".into());
+            options.control_dir = Some(std::env::var("BG_RIG_SSH_OPENSSH").unwrap().into());
+            Box::new(bg_core::host::OpensshHost::connect(&options).unwrap())
+        }
         Ok(port) => {
             let target = bg_core::host::Target::parse(&format!(
                 "{}@127.0.0.1:{port}",
@@ -328,7 +360,7 @@ fn lock_holder_process() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-fn killed_holder(host: &dyn Host, dir: &Path, sshd: Option<&Sshd>) {
+fn killed_holder(host: &dyn Host, dir: &Path, sshd: Option<&Sshd>, openssh: bool) {
     let path = dir.join("killed.lock");
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
@@ -344,6 +376,9 @@ fn killed_holder(host: &dyn Host, dir: &Path, sshd: Option<&Sshd>) {
         cmd.env("BG_RIG_SSH_PORT", sshd.port.to_string())
             .env("BG_RIG_SSH_KEY", &sshd.client_key)
             .env("BG_RIG_KNOWN_HOSTS", &sshd.known_hosts);
+        if openssh {
+            cmd.env("BG_RIG_SSH_OPENSSH", sshd.control_dir());
+        }
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -366,21 +401,31 @@ fn killed_holder(host: &dyn Host, dir: &Path, sshd: Option<&Sshd>) {
 #[test]
 fn a_killed_holder_leaves_no_lock_local() {
     let dir = tempfile::tempdir().unwrap();
-    killed_holder(&LocalHost::new(false), dir.path(), None);
+    killed_holder(&LocalHost::new(false), dir.path(), None, false);
 }
 
 #[test]
 fn a_killed_holder_leaves_no_lock_ssh() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().unwrap();
-    killed_holder(&sshd.connect(), dir.path(), Some(&sshd));
+    killed_holder(&sshd.connect(), dir.path(), Some(&sshd), false);
+}
+
+/// The killed holder's `ssh` outlives it, but the pipe it held closes with
+/// it, and the master passes that end of file on.
+#[test]
+fn a_killed_holder_leaves_no_lock_openssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    killed_holder(&sshd.connect_openssh(), dir.path(), Some(&sshd), true);
 }
 
 #[test]
 fn a_command_past_its_timeout_fails() {
     let sshd = Sshd::start();
     let ssh = sshd.connect();
-    for host in [&LocalHost::new(false) as &dyn Host, &ssh] {
+    let openssh = sshd.connect_openssh();
+    for host in [&LocalHost::new(false) as &dyn Host, &ssh, &openssh] {
         let err = host
             .run(
                 &Cmd::new("sleep")

@@ -333,7 +333,7 @@ impl Drop for Job {
 
 fn site_sshd(site: &Site) -> &Sshd {
     match &site.via {
-        Via::Ssh(sshd) => sshd,
+        Via::Ssh(sshd) | Via::Openssh(sshd) => sshd,
         Via::Local => unreachable!("the job's site is always reached over SSH"),
     }
 }

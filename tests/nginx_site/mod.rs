@@ -14,7 +14,10 @@ use tempfile::TempDir;
 /// Where the binaries act: here, or over SSH on the same machine.
 pub enum Via {
     Local,
+    /// libssh2, built in.
     Ssh(Sshd),
+    /// The system's `ssh`.
+    Openssh(Sshd),
 }
 
 impl Via {
@@ -26,15 +29,20 @@ impl Via {
         }
     }
 
+    pub fn openssh() -> Via {
+        Via::Openssh(Sshd::start())
+    }
+
     pub fn args(&self) -> Vec<String> {
         match self {
             Via::Local => Vec::new(),
             Via::Ssh(sshd) => sshd.host_args(),
+            Via::Openssh(sshd) => sshd.openssh_args(),
         }
     }
 }
 
-/// Runs one scenario as `NAME::local` and `NAME::ssh`.
+/// Runs one scenario as `NAME::local`, `NAME::ssh` and `NAME::openssh`.
 #[macro_export]
 macro_rules! both_ways {
     ($name:ident, $body:expr) => {
@@ -49,6 +57,11 @@ macro_rules! both_ways {
             #[test]
             fn ssh() {
                 ($body)(nginx_site::Via::start(true));
+            }
+
+            #[test]
+            fn openssh() {
+                ($body)(nginx_site::Via::openssh());
             }
         }
     };

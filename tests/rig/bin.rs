@@ -34,6 +34,20 @@ fn bin_dir() -> &'static Path {
     })
 }
 
+/// The binaries' `XDG_RUNTIME_DIR`: `--ssh-client openssh` keeps its shared
+/// connections' sockets there (in `bg-ssh/`), next to the binaries rather
+/// than in the home or /tmp of whoever runs the tests. Each test's sshd ends
+/// its sessions when it stops, and with them the masters and their sockets.
+pub fn runtime_dir() -> PathBuf {
+    let dir = bin_dir().join("rig-run");
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    dir
+}
+
 /// The path of a workspace binary.
 pub fn bin_path(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
@@ -93,6 +107,10 @@ impl Bin {
                 env.insert(key, None);
             }
         }
+        env.insert(
+            "XDG_RUNTIME_DIR".to_string(),
+            Some(runtime_dir().display().to_string()),
+        );
         Bin {
             name: name.to_string(),
             args: Vec::new(),

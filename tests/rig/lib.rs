@@ -17,18 +17,19 @@ mod nginx;
 mod sshd;
 
 pub use app::{App, app_jar};
-pub use bin::{Bin, Run, bin_path};
+pub use bin::{Bin, Run, bin_path, runtime_dir};
 pub use delay::DelayProxy;
 pub use net::{ClosedPort, free_port, http_get, wait_for_port};
 pub use nginx::Nginx;
-pub use sshd::{Sshd, keygen};
+pub use sshd::{Sshd, descendants, keygen};
 
 #[doc(hidden)]
 pub use tempfile as __tempfile;
 
-/// Runs a scenario that drives a binary, once as `NAME::local` and once as
-/// `NAME::ssh`: the body gets the host flags (none locally, a fresh sshd's
-/// `host_args()` over SSH) and a temp dir.
+/// Runs a scenario that drives a binary as `NAME::local`, `NAME::ssh` and
+/// `NAME::openssh`: the body gets the host flags (none locally, a fresh
+/// sshd's `host_args()` for libssh2, its `openssh_args()` for the system's
+/// `ssh`) and a temp dir.
 #[macro_export]
 macro_rules! both_ways {
     ($name:ident, $body:expr) => {
@@ -46,6 +47,13 @@ macro_rules! both_ways {
                 let sshd = $crate::Sshd::start();
                 let dir = $crate::__tempfile::tempdir().unwrap();
                 ($body)(&sshd.host_args(), dir.path());
+            }
+
+            #[test]
+            fn openssh() {
+                let sshd = $crate::Sshd::start();
+                let dir = $crate::__tempfile::tempdir().unwrap();
+                ($body)(&sshd.openssh_args(), dir.path());
             }
         }
     };

@@ -168,6 +168,47 @@ impl Sshd {
         ]
     }
 
+    /// The flags that reach this server through the system's `ssh`: the same
+    /// key and known_hosts, and no ssh_config (OpenSSH finds `~` in the
+    /// password database, not in `$HOME`, so a machine's own
+    /// `~/.ssh/config` could otherwise change what the tests run).
+    pub fn openssh_args(&self) -> Vec<String> {
+        let mut args = self.host_args();
+        args.extend(["--ssh-client", "openssh", "--no-ssh-config"].map(String::from));
+        args
+    }
+
+    /// The same, as library options, with the shared connection's socket in
+    /// this server's directory.
+    pub fn openssh_options(&self) -> bg_core::host::OpensshOptions {
+        let target = bg_core::host::Target::parse(&self.target()).unwrap();
+        let mut options = bg_core::host::OpensshOptions::new(target);
+        options.identity = Some(self.client_key.clone());
+        options.known_hosts = Some(self.known_hosts.clone());
+        options.connect_timeout = Some(Duration::from_secs(10));
+        options.config = Some(PathBuf::from("/dev/null"));
+        options.control_dir = Some(self.control_dir());
+        options
+    }
+
+    /// Where [`Sshd::openssh_options`] keeps its shared connections.
+    pub fn control_dir(&self) -> PathBuf {
+        self.dir.path().join("mux")
+    }
+
+    pub fn connect_openssh(&self) -> bg_core::host::OpensshHost {
+        bg_core::host::OpensshHost::connect(&self.openssh_options())
+            .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", self.log()))
+    }
+
+    /// The connections sshd accepted so far.
+    pub fn connections(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("Connection from "))
+            .count()
+    }
+
     /// The same, as library options.
     pub fn options(&self) -> bg_core::host::SshOptions {
         let target = bg_core::host::Target::parse(&self.target()).unwrap();
@@ -262,8 +303,51 @@ impl Sshd {
 }
 
 impl Drop for Sshd {
+    /// Ends the server and every session it serves. Killing the listener
+    /// alone would leave its per-connection processes (each in a session of
+    /// its own) serving, and with them the OpenSSH masters of the tests,
+    /// which end only when their connection does.
     fn drop(&mut self) {
+        let sessions = descendants(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in sessions {
+            // SAFETY: kill(2) on a process this server started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
     }
+}
+
+/// Every process below `pid`, read from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(") ")
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }

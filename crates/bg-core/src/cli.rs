@@ -9,7 +9,8 @@ use clap::Args;
 use crate::error::HostError;
 use crate::host::ssh_config::{self, Given};
 use crate::host::{
-    Host, HostKeyCheck, LocalHost, MuxHost, Proxy, SshConfig, SshHost, SshOptions, Target,
+    Host, HostKeyCheck, LocalHost, MuxHost, OpensshHost, OpensshOptions, Proxy, SshConfig, SshHost,
+    SshOptions, Target,
 };
 use crate::output::Format;
 
@@ -101,6 +102,16 @@ pub struct HostArgs {
 impl HostArgs {
     /// Opens the host: the local machine without `--host`, else an SSH session.
     pub fn connect(&self) -> Result<Box<dyn Host>, HostError> {
+        if self.ssh_client == SshClient::Openssh {
+            return match self.openssh_options()? {
+                None => Ok(Box::new(LocalHost::new(self.sudo))),
+                Some(options) => {
+                    crate::log::debug(&format!("connecting to {} with OpenSSH", options.target));
+                    let ssh = OpensshHost::connect(&options)?;
+                    Ok(Box::new(MuxHost::new(Box::new(ssh))))
+                }
+            };
+        }
         match self.ssh_options()? {
             None => Ok(Box::new(LocalHost::new(self.sudo))),
             Some(options) => {
@@ -190,6 +201,40 @@ fn route_text(options: &SshOptions) -> String {
         Proxy::Direct => options.label(),
         Proxy::Command(command) => format!("{} via ProxyCommand `{command}`", options.label()),
         Proxy::Jump(hop) => format!("{} via {}", options.label(), route_text(hop)),
+    }
+}
+
+impl HostArgs {
+    /// The options for the system's `ssh`: only what was given, the rest is
+    /// left to OpenSSH and its config; `None` without `--host`.
+    pub fn openssh_options(&self) -> Result<Option<OpensshOptions>, HostError> {
+        let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let mut options = OpensshOptions::new(Target::parse(host)?);
+        options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
+        options.port = self.ssh_port;
+        options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
+        if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
+            return Err(HostError::KeyMissing { path: key.clone() });
+        }
+        options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
+        options.known_hosts = self
+            .known_hosts
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
+        options.host_key_check = self.host_key_check;
+        options.connect_timeout = self.connect_timeout;
+        options.config = if self.no_ssh_config {
+            Some(PathBuf::from("/dev/null"))
+        } else {
+            self.ssh_config
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+        };
+        options.persist = self.ssh_persist;
+        options.sudo = self.sudo;
+        Ok(Some(options))
     }
 }
 

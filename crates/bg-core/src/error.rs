@@ -98,6 +98,19 @@ pub enum HostError {
         source: ssh2::Error,
     },
 
+    /// The system's `ssh` (`--ssh-client openssh`) could not reach or trust
+    /// the host; `what` is its own words, `hint` our reading of them.
+    #[error("ssh to {target} failed: {what}")]
+    SshClient {
+        target: String,
+        what: String,
+        hint: String,
+    },
+
+    /// The private directory for the openssh client's shared connections.
+    #[error("no private directory for SSH connection sockets: {why}")]
+    ControlDir { why: String },
+
     #[error("SSH connection to {target} broke while {during}: {source}")]
     Transport {
         target: String,
@@ -208,6 +221,8 @@ impl Failure for HostError {
             | HostError::Ssh { .. }
             | HostError::Transport { .. }
             | HostError::Tunnel { .. }
+            | HostError::SshClient { .. }
+            | HostError::ControlDir { .. }
             | HostError::ProxyCommand { .. } => Code::Unreachable,
             // A jump host that cannot be reached or trusted fails like the host would.
             HostError::Jump { source, .. } => source.code(),
@@ -238,6 +253,8 @@ impl Failure for HostError {
             HostError::KnownHosts { .. } => "fix the file's permissions or pass --known-hosts FILE".into(),
             HostError::KeyMissing { .. } => "check --identity / BG_SSH_KEY (Jenkins: keyFileVariable of sshUserPrivateKey)".into(),
             HostError::Auth { .. } => "authorize the key on the host (~/.ssh/authorized_keys), pass --identity or BG_SSH_KEY, or load it into ssh-agent".into(),
+            HostError::SshClient { hint, .. } => hint.clone(),
+            HostError::ControlDir { .. } => "set XDG_RUNTIME_DIR to a directory of your own (mode 0700), or use --ssh-client ssh2".into(),
             HostError::Ssh { .. } | HostError::Transport { .. } => "run again; if it persists, check the host's sshd log".into(),
             HostError::Spawn { .. } => "check that the program is installed and on PATH".into(),
             HostError::LocalFile { .. } => "check the path and its permissions".into(),

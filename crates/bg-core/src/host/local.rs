@@ -126,7 +126,24 @@ impl Host for LocalHost {
     }
 
     fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError> {
-        let mut child = self.spawn(cmd, Stdio::piped())?;
+        let child = self.spawn(cmd, Stdio::piped())?;
+        Ok(Box::new(RunningChild::new(child, self.name())))
+    }
+}
+
+/// A child left running; closing its stdin makes our scripts exit.
+pub(crate) struct RunningChild {
+    /// The host, for messages.
+    host: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Its stdout, a line at a time; disconnected at the end.
+    lines: mpsc::Receiver<String>,
+}
+
+impl RunningChild {
+    /// Takes over a child spawned with stdin and stdout piped.
+    pub(crate) fn new(mut child: Child, host: &str) -> RunningChild {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -138,20 +155,13 @@ impl Host for LocalHost {
             }
         });
         let stdin = child.stdin.take();
-        Ok(Box::new(RunningChild {
+        RunningChild {
+            host: host.to_string(),
             child,
             stdin,
             lines,
-        }))
+        }
     }
-}
-
-/// A child left running; closing its stdin makes our scripts exit.
-struct RunningChild {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// Its stdout, a line at a time; disconnected at the end.
-    lines: mpsc::Receiver<String>,
 }
 
 impl Running for RunningChild {
@@ -165,7 +175,7 @@ impl Running for RunningChild {
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), HostError> {
         let stdin = self.stdin.as_mut().ok_or_else(|| HostError::Spawn {
-            host: "local".to_string(),
+            host: self.host.clone(),
             program: "a running command".to_string(),
             source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "its stdin is closed"),
         })?;
@@ -173,7 +183,7 @@ impl Running for RunningChild {
             .write_all(bytes)
             .and_then(|()| stdin.flush())
             .map_err(|source| HostError::Spawn {
-                host: "local".to_string(),
+                host: self.host.clone(),
                 program: "a running command".to_string(),
                 source,
             })
@@ -190,14 +200,14 @@ impl Drop for RunningChild {
     }
 }
 
-fn read_all(reader: &mut impl Read) -> Vec<u8> {
+pub(crate) fn read_all(reader: &mut impl Read) -> Vec<u8> {
     let mut buf = Vec::new();
     let _ = reader.read_to_end(&mut buf);
     buf
 }
 
 /// Writes the input; a command that exits without reading it all is not our error.
-fn feed(mut stdin: ChildStdin, input: Input<'_>) {
+pub(crate) fn feed(mut stdin: ChildStdin, input: Input<'_>) {
     match input {
         Input::None => {}
         Input::Bytes(bytes) => {
@@ -226,7 +236,7 @@ fn feed(mut stdin: ChildStdin, input: Input<'_>) {
 }
 
 /// Waits for the child; `None` when the timeout passed (the child is then killed).
-fn wait(
+pub(crate) fn wait(
     child: &mut Child,
     timeout: Option<Duration>,
 ) -> Option<std::io::Result<std::process::ExitStatus>> {

@@ -1,7 +1,8 @@
 //! "The host we act on": the local machine or a remote one over SSH.
 //!
-//! Every binary is written once against [`Host`]. The two implementations
-//! differ only in how a command runs (a child process, or an exec channel);
+//! Every binary is written once against [`Host`]. The implementations
+//! differ only in how a command runs (a child process, an exec channel of
+//! libssh2, or a client of OpenSSH's shared connection);
 //! files, checksums, uploads and locks are built here from commands, so the
 //! local and the SSH path are the same code and are tested the same way.
 
@@ -9,6 +10,7 @@ mod key;
 mod known_hosts;
 mod local;
 mod mux;
+mod openssh;
 mod prefetch;
 mod proxy_command;
 mod ssh;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use local::LocalHost;
 pub use mux::MuxHost;
+pub use openssh::{OpensshHost, OpensshOptions, control_dir};
 pub use prefetch::Prefetched;
 pub use ssh::{Proxy, SshHost, SshOptions};
 pub use ssh_config::SshConfig;
