@@ -43,8 +43,21 @@ fn env_value(stdout: &str, key: &str) -> String {
 
 #[test]
 fn a_whole_deploy_opens_at_most_seven_channels() {
-    let sshd = Sshd::start_with("LogLevel DEBUG1\n");
+    // The host's temporary files go to a directory of the test's own.
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_with(&format!(
+        "LogLevel DEBUG1\nSetEnv TMPDIR={}\n",
+        tmp.path().display()
+    ));
     let host = sshd.host_args();
+    {
+        use bg_core::host::Host;
+        let said = sshd
+            .connect()
+            .run(&bg_core::Cmd::script("printf %s \"$TMPDIR\"", &[]))
+            .unwrap();
+        assert_eq!(said.stdout_text(), tmp.path().to_str().unwrap());
+    }
     let mut site = Site::new("dev", Via::Ssh(sshd));
     site.enable(site.blue);
     site.start(&[]);
@@ -123,4 +136,20 @@ fn a_whole_deploy_opens_at_most_seven_channels() {
         let most = if *stage == "bg-ship" { 2 } else { 1 };
         assert!(*n <= most, "{stage} opened {n} channels ({stages:?})");
     }
+
+    // What the deploy ran on the host left nothing in its temporary
+    // directory once it ended (the last drivers end just after the
+    // binaries, on the end of their input).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let left = loop {
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(left.is_empty(), "left in the host's TMPDIR: {left:?}");
 }

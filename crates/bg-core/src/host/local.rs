@@ -139,6 +139,8 @@ pub(crate) struct RunningChild {
     stdin: Option<ChildStdin>,
     /// Its stdout, a line at a time; disconnected at the end.
     lines: mpsc::Receiver<String>,
+    /// Let go by [`Running::finish`]: not waited for.
+    finished: bool,
 }
 
 impl RunningChild {
@@ -160,6 +162,7 @@ impl RunningChild {
             child,
             stdin,
             lines,
+            finished: false,
         }
     }
 }
@@ -188,11 +191,20 @@ impl Running for RunningChild {
                 source,
             })
     }
+
+    fn finish(mut self: Box<Self>) {
+        // The child ends by itself once its stdin closes; whatever is left
+        // of it is reaped when we exit.
+        self.finished = true;
+    }
 }
 
 impl Drop for RunningChild {
     fn drop(&mut self) {
         drop(self.stdin.take());
+        if self.finished {
+            return;
+        }
         if wait(&mut self.child, Some(Duration::from_secs(5))).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -543,7 +543,13 @@ impl Host for MuxHost {
 
 impl Drop for MuxHost {
     fn drop(&mut self) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The driver ends on the end of its input, releasing the run's
+        // locks; waiting for its channel to close would be one more round
+        // trip for nothing.
+        if let Some(driver) = state.driver.take() {
+            driver.finish();
+        }
         crate::log::debug(&format!(
             "{}: {} commands over {} channels",
             self.inner.name(),

@@ -855,6 +855,7 @@ impl Host for SshHost {
             channel,
             inner: Arc::clone(&self.inner),
             stdout: Vec::new(),
+            finished: false,
         }))
     }
 }
@@ -865,6 +866,8 @@ struct RunningChannel {
     inner: Arc<Inner>,
     /// What came and is not yet a whole line.
     stdout: Vec<u8>,
+    /// Let go by [`Running::finish`]: its close is not waited for.
+    finished: bool,
 }
 
 impl Running for RunningChannel {
@@ -934,6 +937,10 @@ impl Running for RunningChannel {
         // "would block").
         Ok(())
     }
+
+    fn finish(mut self: Box<Self>) {
+        self.finished = true;
+    }
 }
 
 impl Drop for RunningChannel {
@@ -943,6 +950,9 @@ impl Drop for RunningChannel {
         let _ = self
             .inner
             .again("ending a command", deadline, || channel.send_eof());
+        if self.finished {
+            return;
+        }
         let _ = self
             .inner
             .again("ending a command", deadline, || channel.wait_close());
