@@ -68,10 +68,37 @@ impl std::fmt::Debug for Watch {
 pub fn watch(host: &dyn Host, pid: u32) -> Result<Watch, HostError> {
     let script = format!("# watch a process\n{ALIVE_FUNCTION}{WATCH_SCRIPT}");
     let running = host.start(&Cmd::script(&script, &[&pid.to_string(), WATCH_EVERY]))?;
+    first_look(running, pid, host.name())
+}
+
+/// Runs `starter`, which writes the pid of what it started to `pid_file`,
+/// then watches that process: one round trip for both over one channel.
+/// `starter`'s output comes back with the watch; when it failed, what the
+/// watch says means nothing (it may have read an older pid file).
+pub fn start_and_watch(
+    host: &dyn Host,
+    starter: &Cmd,
+    pid_file: &str,
+) -> Result<(Output, Option<Watch>), HostError> {
+    let script = format!(
+        "# watch a process\n{ALIVE_FUNCTION}pid=$(cat -- \"$1\" 2>/dev/null)\nset -- \"${{pid:-0}}\" \"$2\"\n{WATCH_SCRIPT}"
+    );
+    let (output, running) =
+        host.run_then_start(starter, &Cmd::script(&script, &[pid_file, WATCH_EVERY]))?;
+    if !output.success() {
+        return Ok((output, None));
+    }
+    let pid = output.stdout_text().trim().parse().unwrap_or(0);
+    let watch = first_look(running, pid, host.name())?;
+    Ok((output, Some(watch)))
+}
+
+/// Waits for the watch's first look.
+fn first_look(running: Box<dyn Running>, pid: u32, host: &str) -> Result<Watch, HostError> {
     let mut watch = Watch {
         running,
         pid,
-        host: host.name().to_string(),
+        host: host.to_string(),
         gone: false,
     };
     let deadline = Instant::now() + FIRST_LOOK;

@@ -458,13 +458,15 @@ impl Cli {
 
         let mut pid = None;
         if !self.no_start {
-            let started = start(host, &dir, &log_file, &pid_file, &self.env, &argv)?;
-            bg_core::log::info(&format!(
-                "started pid {started} on {}, log {log_file}",
-                host.name()
-            ));
-            settle(host, started, self.settle, &log_file)?;
-            pid = Some(started);
+            pid = Some(start_and_settle(
+                host,
+                &dir,
+                &log_file,
+                &pid_file,
+                &self.env,
+                &argv,
+                self.settle,
+            )?);
         }
 
         let text = match pid {
@@ -679,35 +681,45 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Runs [`START_SCRIPT`]; the pid it printed.
-fn start(
+/// Starts the app and watches it for `within`: gone by then is a failed
+/// start. The start and the watch go to the host together.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the start's own inputs, each once"
+)]
+fn start_and_settle(
     host: &dyn Host,
     dir: &str,
     log: &str,
     pid_file: &str,
     env: &[(String, String)],
     argv: &[String],
+    within: Duration,
 ) -> Result<u32, Box<dyn Failure>> {
     let args = start_args(dir, log, pid_file, env, argv);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = host.run_ok(&Cmd::script(START_SCRIPT, &args).timeout(Duration::from_secs(30)))?;
+    let starter = Cmd::script(START_SCRIPT, &args).timeout(Duration::from_secs(30));
+    let begun = Instant::now();
+    let (output, watch) = bg_core::proc::start_and_watch(host, &starter, pid_file)?;
+    let output = host.check(&starter, output)?;
     let text = output.stdout_text();
-    text.trim()
-        .parse::<u32>()
-        .map_err(|_| ShipError::NoPid { output: text }.into())
-}
-
-/// Watches the new process for `within`: gone by then is a failed start.
-fn settle(host: &dyn Host, pid: u32, within: Duration, log: &str) -> Result<(), Box<dyn Failure>> {
-    let start = Instant::now();
-    let mut watch = bg_core::proc::watch(host, pid)?;
-    if !watch.gone(within.saturating_sub(start.elapsed()))? {
-        return Ok(());
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Err(ShipError::NoPid { output: text }.into());
+    };
+    bg_core::log::info(&format!("started pid {pid} on {}, log {log}", host.name()));
+    // A start that succeeded comes with its watch.
+    let Some(mut watch) = watch else {
+        return Err(ShipError::NoPid { output: text }.into());
+    };
+    if !watch.gone(within.saturating_sub(begun.elapsed()))? {
+        return Ok(pid);
     }
+    drop(watch);
     let tail = bg_core::proc::tail(host, log, TAIL_LINES)
         .unwrap_or_else(|e: HostError| Some(format!("(cannot read the log: {e})")));
     Err(ShipError::Died {
         pid,
-        within: Duration::from_millis(start.elapsed().as_millis() as u64),
+        within: Duration::from_millis(begun.elapsed().as_millis() as u64),
         log: log.to_string(),
         tail,
     }

@@ -160,6 +160,18 @@ pub trait Host {
         cmds.iter().map(|cmd| self.run(cmd)).collect()
     }
 
+    /// Runs `first` to its end, then starts `then` and leaves it running,
+    /// whatever became of `first` (look at its output before trusting what
+    /// `then` says): over one channel ([`MuxHost`]) both travel together.
+    fn run_then_start(
+        &self,
+        first: &Cmd,
+        then: &Cmd,
+    ) -> Result<(Output, Box<dyn Running>), HostError> {
+        let output = self.run(first)?;
+        Ok((output, self.start(then)?))
+    }
+
     /// Runs a command that must succeed.
     fn run_ok(&self, cmd: &Cmd) -> Result<Output, HostError> {
         let output = self.run(cmd)?;

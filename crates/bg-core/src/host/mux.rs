@@ -240,6 +240,63 @@ impl MuxHost {
         }
     }
 
+    /// Sends `first` (when given) and the hand-over of the channel to
+    /// `cmd` in one write; returns `first`'s answer and the running command.
+    fn hand_over(
+        &self,
+        first: Option<&Cmd>,
+        cmd: &Cmd,
+    ) -> Result<(Option<Output>, Box<dyn Running>), HostError> {
+        let line = cmd.to_shell_line(self.sudo())?;
+        let first_line = first.map(|f| f.to_shell_line(self.sudo())).transpose()?;
+        if let Some(first) = first {
+            crate::log::debug(&format!("{}: {first}", self.name()));
+        }
+        crate::log::debug(&format!("{}: {cmd} (left running)", self.name()));
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(failure) = &state.lock_failed {
+            return Err(self.lock_error(failure));
+        }
+        self.ensure_driver(&mut state)?;
+        let mut text = String::new();
+        if let Some(first_line) = &first_line {
+            text.push_str(&self.with_releases(&mut state, 'X', first_line));
+        }
+        text.push_str(&self.with_releases(&mut state, 'H', &line));
+        let mut ready = state.ready;
+        let unread = std::mem::take(&mut state.unread);
+        let mut driver = state.driver.take().expect("started above");
+        driver.send(text.as_bytes())?;
+        // The driver's own lines must not reach the command's reader.
+        for owed in unread {
+            if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, cmd)? {
+                let error = self.lock_error(&failure);
+                state.lock_failed = Some(failure);
+                return Err(error);
+            }
+        }
+        let output = match first {
+            Some(first) => Some(read_answer(
+                driver.as_mut(),
+                &mut ready,
+                first.get_timeout().map(|t| Instant::now() + t),
+                self,
+                first,
+            )?),
+            None => None,
+        };
+        let deadline = Instant::now() + START;
+        while !ready {
+            match driver.line(deadline.saturating_duration_since(Instant::now()))? {
+                Line::Line(line) if line == "BG-MUX-READY" => ready = true,
+                Line::Line(_) => {}
+                Line::NotYet | Line::Ended => return Err(broken(self, cmd)),
+            }
+        }
+        state.held.clear();
+        Ok((output, driver))
+    }
+
     fn ensure_driver(&self, state: &mut State) -> Result<(), HostError> {
         if state.driver.is_none() {
             let cmd = Cmd::script(DRIVER_SCRIPT, &[&state.end]);
@@ -458,41 +515,16 @@ impl Host for MuxHost {
 
     /// Hands this run's channel over to `cmd`: a later command opens another.
     fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, HostError> {
-        let line = cmd.to_shell_line(self.sudo())?;
-        crate::log::debug(&format!("{}: {cmd} (left running)", self.name()));
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(failure) = &state.lock_failed {
-            return Err(self.lock_error(failure));
-        }
-        self.ensure_driver(&mut state)?;
-        let text = self.with_releases(&mut state, 'H', &line);
-        let mut ready = state.ready;
-        let unread = std::mem::take(&mut state.unread);
-        let mut driver = state.driver.take().expect("started above");
-        driver.send(text.as_bytes())?;
-        // The driver's own lines must not reach the command's reader.
-        for owed in unread {
-            if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, cmd)? {
-                let error = self.lock_error(&failure);
-                state.lock_failed = Some(failure);
-                return Err(error);
-            }
-        }
-        if !ready {
-            let deadline = Some(Instant::now() + START);
-            while !ready {
-                match driver.line(START)? {
-                    Line::Line(line) if line == "BG-MUX-READY" => ready = true,
-                    Line::Line(_) => {}
-                    Line::NotYet | Line::Ended => return Err(broken(self, cmd)),
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(broken(self, cmd));
-                }
-            }
-        }
-        state.held.clear();
-        Ok(driver)
+        self.hand_over(None, cmd).map(|(_, running)| running)
+    }
+
+    fn run_then_start(
+        &self,
+        first: &Cmd,
+        then: &Cmd,
+    ) -> Result<(Output, Box<dyn Running>), HostError> {
+        let (output, running) = self.hand_over(Some(first), then)?;
+        Ok((output.unwrap_or_default(), running))
     }
 
     /// Sends the lock and returns: the answer is read with the next
