@@ -169,12 +169,12 @@ impl Sshd {
     }
 
     /// The flags that reach this server through the system's `ssh`: the same
-    /// key and known_hosts, and no ssh_config (OpenSSH finds `~` in the
-    /// password database, not in `$HOME`, so a machine's own
-    /// `~/.ssh/config` could otherwise change what the tests run).
+    /// key and known_hosts, and no ssh_config as in [`Sshd::host_args`]
+    /// (OpenSSH finds `~` in the password database, not in `$HOME`, so a
+    /// machine's own `~/.ssh/config` could otherwise change what the tests run).
     pub fn openssh_args(&self) -> Vec<String> {
         let mut args = self.host_args();
-        args.extend(["--ssh-client", "openssh", "--no-ssh-config"].map(String::from));
+        args.extend(["--ssh-client", "openssh"].map(String::from));
         args
     }
 

@@ -74,7 +74,7 @@ pub struct HostArgs {
     pub host_key_check: Option<HostKeyCheck>,
 
     /// Limit for the TCP connect and the SSH handshake [default: ConnectTimeout in ssh_config, else 10s]
-    #[arg(long, env = "BG_CONNECT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "BG_CONNECT_TIMEOUT", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub connect_timeout: Option<Duration>,
 
     /// OpenSSH client configuration to read (Host, HostName, User, Port, IdentityFile, ProxyJump...) [default: ~/.ssh/config]
@@ -270,13 +270,24 @@ impl LockArgs {
     }
 }
 
-/// `500ms`, `10s`, `2m`, `1h 30m`; a bare number is seconds.
+/// The longest duration any flag takes: a deploy step that waits longer is
+/// a mistake, and deadlines computed from more overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// `500ms`, `10s`, `2m`, `1h 30m`; a bare number is seconds; at most 24h.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let duration = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds.min(u64::MAX / 2)),
+        Err(_) => humantime::parse_duration(value)
+            .map_err(|e| format!("{e} (write it like 500ms, 10s or 2m)"))?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{value:?} is longer than 24h, the most any wait may be"
+        ));
     }
-    humantime::parse_duration(value).map_err(|e| format!("{e} (write it like 500ms, 10s or 2m)"))
+    Ok(duration)
 }
 
 /// A duration that must be more than zero (a request timeout, a poll interval).
@@ -308,6 +319,10 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("-1s").is_err());
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("24h").unwrap(), MAX_DURATION);
+        for huge in ["18446744073709551615", "24h 1s", "100000d"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
         assert!(parse_positive_duration("0ms").is_err());
         assert_eq!(
             parse_positive_duration("1ms").unwrap(),

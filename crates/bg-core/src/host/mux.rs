@@ -31,6 +31,8 @@ use crate::error::HostError;
 /// - `L`: the words `PATH SECONDS HOLDER FD`: take a lock in this shell,
 ///   and end after answering when it could not: nothing sent after it runs;
 /// - `U`: the word `FD`: release that lock;
+/// - `S`: then a line with a length and that many bytes: run the command
+///   with those bytes on its stdin (only where `head -c` is exact);
 /// - `H`: hand the channel over: run the command with the channel as its
 ///   stdin and stdout, then end.
 ///
@@ -54,7 +56,13 @@ lock() {
   printf '%s\n' "$3" > "$1"
   echo LOCKED
 }
-echo BG-MUX-READY
+# Whether head -c reads no further than it is told (GNU, busybox): then a
+# file can come on this channel too, its bytes between two frames.
+if [ "$(printf ab | { head -c 1 >/dev/null 2>&1; cat; })" = b ]; then
+  echo BG-MUX-READY exact
+else
+  echo BG-MUX-READY
+fi
 while IFS= read -r op; do
   cmd=
   while IFS= read -r l; do
@@ -66,6 +74,10 @@ while IFS= read -r op; do
     X) ( eval "$cmd" ) </dev/null >"$t/o" 2>"$t/e"; rc=$? ;;
     L) eval "set -- $cmd"; lock "$@" </dev/null >"$t/o" 2>"$t/e"; rc=$? ;;
     U) case $cmd in [789]) eval "exec $cmd>&-" ;; esac; : >"$t/o"; : >"$t/e"; rc=0 ;;
+    S) IFS= read -r len || exit 2
+       # What the command leaves unread is drained: the next frame follows.
+       head -c "$len" | { ( eval "$cmd" ) >"$t/o" 2>"$t/e"; rc=$?; cat >/dev/null; exit "$rc"; }
+       rc=$? ;;
     H) eval "$cmd"; exit ;;
     *) exit 2 ;;
   esac
@@ -116,6 +128,8 @@ struct State {
     /// Whether the driver has said it is ready (lines before that are the
     /// login shell's).
     ready: bool,
+    /// Whether the driver can take a file between two frames (`S`).
+    exact_head: bool,
     /// The line that ends a frame: unguessable, so that no command's own
     /// line can end its frame early.
     end: String,
@@ -141,6 +155,7 @@ impl MuxHost {
             state: Arc::new(Mutex::new(State {
                 driver: None,
                 ready: false,
+                exact_head: false,
                 end: end_line(),
                 held: Vec::new(),
                 release: Vec::new(),
@@ -168,7 +183,7 @@ impl MuxHost {
         }
         self.ensure_driver(&mut state)?;
         let text = self.with_releases(&mut state, op, body);
-        let mut ready = state.ready;
+        let mut ready = (state.ready, state.exact_head);
         let unread = std::mem::take(&mut state.unread);
         let driver = state.driver.as_mut().expect("started above");
         let mut failed = None;
@@ -182,7 +197,7 @@ impl MuxHost {
             }
             read_answer(driver.as_mut(), &mut ready, deadline, self, what)
         });
-        state.ready = ready;
+        (state.ready, state.exact_head) = ready;
         if failed.is_some() {
             state.lock_failed = failed;
         }
@@ -209,7 +224,7 @@ impl MuxHost {
     fn read_owed(
         &self,
         driver: &mut dyn Running,
-        ready: &mut bool,
+        ready: &mut (bool, bool),
         owed: Unread,
         what: &Cmd,
     ) -> Result<Option<LockFailure>, HostError> {
@@ -263,7 +278,7 @@ impl MuxHost {
             text.push_str(&self.with_releases(&mut state, 'X', first_line));
         }
         text.push_str(&self.with_releases(&mut state, 'H', &line));
-        let mut ready = state.ready;
+        let mut ready = (state.ready, state.exact_head);
         let unread = std::mem::take(&mut state.unread);
         let mut driver = state.driver.take().expect("started above");
         driver.send(text.as_bytes())?;
@@ -286,9 +301,9 @@ impl MuxHost {
             None => None,
         };
         let deadline = Instant::now() + START;
-        while !ready {
+        while !ready.0 {
             match driver.line(deadline.saturating_duration_since(Instant::now()))? {
-                Line::Line(line) if line == "BG-MUX-READY" => ready = true,
+                Line::Line(line) if line.starts_with("BG-MUX-READY") => ready.0 = true,
                 Line::Line(_) => {}
                 Line::NotYet | Line::Ended => return Err(broken(self, cmd)),
             }
@@ -297,11 +312,97 @@ impl MuxHost {
         Ok((output, driver))
     }
 
+    /// Whether a file can go over the driver's channel: the driver says so
+    /// once it is ready (waited for here, when it is new).
+    fn can_stream(&self) -> Result<bool, HostError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.lock_failed.is_some() {
+            return Ok(false);
+        }
+        self.ensure_driver(&mut state)?;
+        let deadline = Instant::now() + START;
+        while !state.ready {
+            let driver = state.driver.as_mut().expect("started above");
+            match driver.line(deadline.saturating_duration_since(Instant::now()))? {
+                Line::Line(line) if line.starts_with("BG-MUX-READY") => {
+                    state.ready = true;
+                    state.exact_head = line.ends_with(" exact");
+                }
+                Line::Line(_) => {}
+                Line::NotYet | Line::Ended => {
+                    state.driver = None;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(state.exact_head)
+    }
+
+    /// An `S` frame: the command, then `len` bytes from `reader` on its
+    /// stdin, in large writes. A reader that runs short is padded with
+    /// zeros, so that the driver stays in step; the receiving end's size
+    /// and checksum show the difference.
+    fn stream_frame(
+        &self,
+        line: &str,
+        what: &Cmd,
+        reader: &mut dyn std::io::Read,
+        len: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Output, HostError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(failure) = &state.lock_failed {
+            return Err(self.lock_error(failure));
+        }
+        self.ensure_driver(&mut state)?;
+        let mut text = self.with_releases(&mut state, 'S', line);
+        text.push_str(&format!("{len}\n"));
+        let mut ready = (state.ready, state.exact_head);
+        let unread = std::mem::take(&mut state.unread);
+        let driver = state.driver.as_mut().expect("started above");
+        let mut failed = None;
+        let answer = (|| {
+            driver.send(text.as_bytes())?;
+            let mut buf = vec![0u8; super::local::CHUNK];
+            let mut sent = 0u64;
+            while sent < len {
+                let want = (len - sent).min(buf.len() as u64) as usize;
+                let n = match reader.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => {
+                        buf[..want].fill(0);
+                        want
+                    }
+                    Ok(n) => n,
+                };
+                driver.send(&buf[..n])?;
+                sent += n as u64;
+                progress(sent);
+            }
+            for owed in unread {
+                if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, what)? {
+                    let error = self.lock_error(&failure);
+                    failed = Some(failure);
+                    return Err(error);
+                }
+            }
+            read_answer(driver.as_mut(), &mut ready, None, self, what)
+        })();
+        (state.ready, state.exact_head) = ready;
+        if failed.is_some() {
+            state.lock_failed = failed;
+        }
+        if answer.is_err() {
+            state.driver = None;
+        }
+        answer
+    }
+
     fn ensure_driver(&self, state: &mut State) -> Result<(), HostError> {
         if state.driver.is_none() {
             let cmd = Cmd::script(DRIVER_SCRIPT, &[&state.end]);
             state.driver = Some(self.inner.start(&cmd)?);
             state.ready = false;
+            state.exact_head = false;
             state.channels += 1;
             // A fresh driver holds no lock.
             state.held.clear();
@@ -340,7 +441,7 @@ fn end_line() -> String {
 /// `BG-MUX-READY` are the login shell's and are skipped.
 fn read_answer(
     driver: &mut dyn Running,
-    ready: &mut bool,
+    ready: &mut (bool, bool),
     deadline: Option<Instant>,
     host: &MuxHost,
     what: &Cmd,
@@ -348,16 +449,16 @@ fn read_answer(
     let mut output = Output::default();
     let start_deadline = Instant::now() + START;
     loop {
-        let limit = match (deadline, *ready) {
+        let limit = match (deadline, ready.0) {
             (Some(d), _) => d,
             (None, false) => start_deadline,
             (None, true) => Instant::now() + Duration::from_secs(24 * 3600),
         };
         let left = limit.saturating_duration_since(Instant::now());
         match driver.line(left)? {
-            Line::Line(line) if !*ready => {
-                if line == "BG-MUX-READY" {
-                    *ready = true;
+            Line::Line(line) if !ready.0 => {
+                if line.starts_with("BG-MUX-READY") {
+                    *ready = (true, line.ends_with(" exact"));
                 }
             }
             Line::Line(line) => match line.split_at_checked(1) {
@@ -374,14 +475,14 @@ fn read_answer(
                 }
                 _ => return Err(broken(host, what)),
             },
-            Line::NotYet if deadline.is_some() && *ready => {
+            Line::NotYet if deadline.is_some() && ready.0 => {
                 return Err(HostError::Timeout {
                     host: host.inner.name().to_string(),
                     command: what.to_string(),
                     after: what.get_timeout().unwrap_or_default(),
                 });
             }
-            Line::NotYet if !*ready && Instant::now() >= start_deadline => {
+            Line::NotYet if !ready.0 && Instant::now() >= start_deadline => {
                 return Err(broken(host, what));
             }
             Line::NotYet => {}
@@ -454,6 +555,25 @@ impl Host for MuxHost {
                 Ok(text) => format!("printf '%s' {} | {line}", crate::quote::quote(text)?),
                 Err(_) => return self.inner.exec(cmd, input),
             },
+            Input::Stream {
+                reader,
+                len,
+                progress,
+            } => {
+                if self.can_stream()? {
+                    crate::log::debug(&format!("{}: {cmd} (with {len} bytes)", self.name()));
+                    return self.stream_frame(&line, cmd, reader, len, progress);
+                }
+                self.count_channel();
+                return self.inner.exec(
+                    cmd,
+                    Input::Stream {
+                        reader,
+                        len,
+                        progress,
+                    },
+                );
+            }
             other => {
                 self.count_channel();
                 return self.inner.exec(cmd, other);
@@ -487,7 +607,7 @@ impl Host for MuxHost {
         for line in &lines {
             text.push_str(&self.with_releases(&mut state, 'X', line));
         }
-        let mut ready = state.ready;
+        let mut ready = (state.ready, state.exact_head);
         let unread = std::mem::take(&mut state.unread);
         let driver = state.driver.as_mut().expect("started above");
         let mut failed = None;
@@ -503,7 +623,7 @@ impl Host for MuxHost {
                 .map(|cmd| read_answer(driver.as_mut(), &mut ready, deadline, self, cmd))
                 .collect::<Result<Vec<_>, _>>()
         });
-        state.ready = ready;
+        (state.ready, state.exact_head) = ready;
         if failed.is_some() {
             state.lock_failed = failed;
         }
