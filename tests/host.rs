@@ -255,27 +255,35 @@ fn an_atomic_write_stages_in_a_dot_file() {
 both_ways!(
     uploads_arrive_intact_with_progress,
     |host: &dyn Host, dir: &Path| {
-        let local = dir.join("local.jar");
-        let data: Vec<u8> = (0..(20 * 1024 * 1024 + 12345u32))
-            .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
-            .collect();
-        std::fs::write(&local, &data).unwrap();
-        let remote = dir.join("remote $(x) 'q'.jar");
-        let mut seen = Vec::new();
-        host.upload(&local, remote.to_str().unwrap(), &mut |sent| {
-            seen.push(sent)
-        })
-        .unwrap();
-        assert_eq!(seen.last().copied(), Some(data.len() as u64));
-        assert!(
-            seen.windows(2).all(|w| w[0] < w[1]),
-            "progress went backwards"
-        );
-        let expected = format!("{:x}", sha2::Sha256::digest(&data));
-        assert_eq!(
-            host.sha256(remote.to_str().unwrap()).unwrap(),
-            Some(expected)
-        );
+        // Over one channel (`mux`) a small file goes between two frames and
+        // a big one over a channel of its own: both, and a command after
+        // each, which finds the channel in step.
+        for (name, size) in [
+            ("small.jar", 3 * 1024 * 1024 + 7u32),
+            ("big.jar", 20 * 1024 * 1024 + 12345),
+        ] {
+            let local = dir.join(name);
+            let data: Vec<u8> = (0..size)
+                .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+                .collect();
+            std::fs::write(&local, &data).unwrap();
+            let remote = dir.join(format!("remote $(x) 'q' {name}"));
+            let mut seen = Vec::new();
+            host.upload(&local, remote.to_str().unwrap(), &mut |sent| {
+                seen.push(sent)
+            })
+            .unwrap();
+            assert_eq!(seen.last().copied(), Some(data.len() as u64));
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "progress went backwards"
+            );
+            let expected = format!("{:x}", sha2::Sha256::digest(&data));
+            assert_eq!(
+                host.sha256(remote.to_str().unwrap()).unwrap(),
+                Some(expected)
+            );
+        }
         assert_eq!(
             host.sha256(dir.join("absent").to_str().unwrap()).unwrap(),
             None

@@ -129,6 +129,16 @@ impl HostArgs {
     /// Precedence: the user and port written in `--host`, then the flags and
     /// `BG_*` variables, then ssh_config, then the contract's defaults.
     pub fn ssh_options(&self) -> Result<Option<SshOptions>, HostError> {
+        let Some(given) = self.given()? else {
+            return Ok(None);
+        };
+        let config = self.ssh_config_file(given.home.as_deref())?;
+        ssh_config::resolve(config.as_ref(), &given).map(Some)
+    }
+
+    /// What the flags and the environment say about reaching the host, for
+    /// both clients; `None` without `--host`.
+    fn given(&self) -> Result<Option<Given>, HostError> {
         let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
             return Ok(None);
         };
@@ -143,9 +153,7 @@ impl HostArgs {
         if let Some(key) = identity.as_ref().filter(|k| !k.is_file()) {
             return Err(HostError::KeyMissing { path: key.clone() });
         }
-        let home = env_path("HOME");
-        let config = self.ssh_config_file(home.as_deref())?;
-        let given = Given {
+        Ok(Some(Given {
             target,
             user: self.ssh_user.clone().filter(|u| !u.is_empty()),
             port: self.ssh_port,
@@ -159,13 +167,12 @@ impl HostArgs {
             connect_timeout: self.connect_timeout,
             sudo: self.sudo,
             agent_socket: env_path("SSH_AUTH_SOCK"),
-            home,
+            home: env_path("HOME"),
             local_user: ["USER", "LOGNAME"]
                 .iter()
                 .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
                 .unwrap_or_else(|| "root".to_string()),
-        };
-        ssh_config::resolve(config.as_ref(), &given).map(Some)
+        }))
     }
 
     /// `--ssh-config FILE` (which must exist), else `~/.ssh/config` if there
@@ -208,23 +215,17 @@ impl HostArgs {
     /// The options for the system's `ssh`: only what was given, the rest is
     /// left to OpenSSH and its config; `None` without `--host`.
     pub fn openssh_options(&self) -> Result<Option<OpensshOptions>, HostError> {
-        let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
+        let Some(given) = self.given()? else {
             return Ok(None);
         };
-        let mut options = OpensshOptions::new(Target::parse(host)?);
-        options.user = self.ssh_user.clone().filter(|u| !u.is_empty());
-        options.port = self.ssh_port;
-        options.identity = self.identity.clone().filter(|p| !p.as_os_str().is_empty());
-        if let Some(key) = options.identity.as_ref().filter(|k| !k.is_file()) {
-            return Err(HostError::KeyMissing { path: key.clone() });
-        }
-        options.passphrase = std::env::var("BG_SSH_PASSPHRASE").ok();
-        options.known_hosts = self
-            .known_hosts
-            .clone()
-            .filter(|p| !p.as_os_str().is_empty());
-        options.host_key_check = self.host_key_check;
-        options.connect_timeout = self.connect_timeout;
+        let mut options = OpensshOptions::new(given.target);
+        options.user = given.user;
+        options.port = given.port;
+        options.identity = given.identity;
+        options.passphrase = given.passphrase;
+        options.known_hosts = given.known_hosts;
+        options.host_key_check = given.host_key_check;
+        options.connect_timeout = given.connect_timeout;
         options.config = if self.no_ssh_config {
             Some(PathBuf::from("/dev/null"))
         } else {
@@ -233,7 +234,7 @@ impl HostArgs {
                 .filter(|p| !p.as_os_str().is_empty())
         };
         options.persist = self.ssh_persist;
-        options.sudo = self.sudo;
+        options.sudo = given.sudo;
         Ok(Some(options))
     }
 }

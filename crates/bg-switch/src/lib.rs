@@ -396,6 +396,24 @@ fn error_result(error: &SwitchError) -> &'static str {
     }
 }
 
+/// Reloads nginx again after the files were put back: `None` when that
+/// worked, else what went wrong, for the error line.
+fn reload_again(host: &dyn Host, reload_cmd: &str) -> Option<String> {
+    log::debug(&format!("$ {reload_cmd}"));
+    let reload = Cmd::shell(reload_cmd)
+        .privileged(true)
+        .timeout(COMMAND_TIMEOUT);
+    match host.run(&reload) {
+        Ok(output) if output.success() => None,
+        Ok(output) => Some(format!(
+            "`{reload_cmd}` {}: {}",
+            output.status_text(),
+            output.stderr_text().trim()
+        )),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 fn remove(host: &dyn Host, path: &str) {
     let cmd = Cmd::script("# remove a file\nrm -f -- \"$1\"\n", &[path]);
     if let Err(e) = host.run_ok(&cmd) {
@@ -654,25 +672,7 @@ impl Cli {
                 });
             }
         };
-        let reload = || -> Result<Output, HostError> {
-            log::debug(&format!("$ {reload_cmd}"));
-            host.run(
-                &Cmd::shell(&reload_cmd)
-                    .privileged(true)
-                    .timeout(COMMAND_TIMEOUT),
-            )
-        };
-        let reload_again = || -> Option<String> {
-            match reload() {
-                Ok(output) if output.success() => None,
-                Ok(output) => Some(format!(
-                    "`{reload_cmd}` {}: {}",
-                    output.status_text(),
-                    output.stderr_text().trim()
-                )),
-                Err(e) => Some(e.to_string()),
-            }
-        };
+        let reload_again = || reload_again(host, &reload_cmd);
         // Past the reload, a failed step puts the files back and reloads again.
         let broken = |during: &'static str, error: HostError| {
             let undone = undo();
@@ -963,19 +963,7 @@ impl Cli {
                     manual: change.manual_undo(),
                 },
             };
-            let reload_again = match host.run(
-                &Cmd::shell(&reload_cmd)
-                    .privileged(true)
-                    .timeout(COMMAND_TIMEOUT),
-            ) {
-                Ok(output) if output.success() => None,
-                Ok(output) => Some(format!(
-                    "`{reload_cmd}` {}: {}",
-                    output.status_text(),
-                    output.stderr_text().trim()
-                )),
-                Err(e) => Some(e.to_string()),
-            };
+            let reload_again = reload_again(host, &reload_cmd);
             return (
                 Err(SwitchError::VerifyFailed {
                     url: url.clone(),
