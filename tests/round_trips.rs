@@ -23,6 +23,16 @@ impl Drop for Reap {
     }
 }
 
+/// Kills a helper process when the test ends, whatever happened.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The session channels sshd has opened so far.
 fn channels(sshd: &Sshd) -> usize {
     sshd.settled_log()
@@ -136,6 +146,43 @@ fn a_whole_deploy_opens_at_most_seven_channels() {
         let most = if *stage == "bg-ship" { 2 } else { 1 };
         assert!(*n <= most, "{stage} opened {n} channels ({stages:?})");
     }
+
+    // A run that fails on the host (nginx rejects the configuration; the
+    // switch is undone) and one refused by the lock (exit 5) clean up too.
+    let rejected = site.switch(site.blue, &["--test-cmd", "echo 'bad config' >&2; exit 1"]);
+    rejected.code(1);
+    assert!(
+        rejected.error_line().contains("rejected"),
+        "{}",
+        rejected.stderr
+    );
+    site.assert_serves("green-2");
+    let held = locks.join("bg-port-9.lock");
+    std::fs::create_dir_all(&locks).unwrap();
+    let holder = std::process::Command::new("flock")
+        .arg(&held)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let _holder = KillOnDrop(holder);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let busy = loop {
+        let busy = Bin::new("bg-stop-port")
+            .args(&host)
+            .args([
+                "--port",
+                "9",
+                "--lock-dir",
+                lock_dir,
+                "--lock-timeout",
+                "100ms",
+            ])
+            .run();
+        if busy.code == 5 || std::time::Instant::now() >= deadline {
+            break busy;
+        }
+    };
+    busy.code(5);
 
     // What the deploy ran on the host left nothing in its temporary
     // directory once it ended (the last drivers end just after the
