@@ -524,3 +524,26 @@ both_ways!(
         assert_eq!(old.wait_exit(Duration::from_millis(100)), None);
     }
 );
+
+both_ways!(
+    the_app_gets_none_of_our_settings_or_secrets,
+    |host_args: &[String], dir: &Path| {
+        let deploy = dir.join("deploy");
+        let port = free_port();
+        let run = ship(app_jar(), &deploy, port, dir, host_args)
+            .env("BG_SSH_PASSPHRASE", "hunter2")
+            .env("BG_ACTOR", "someone")
+            .args(["--env", "BG_MINE=kept", "--env", "PLAIN=1"])
+            .args(["--start-cmd", "env > {deploy_path}/app.env; exec sleep 30"])
+            .args(["--format", "env"])
+            .run();
+        run.code(0);
+        let _app = Reap(env_value(&run, "BG_PID").parse().unwrap());
+        let seen = std::fs::read_to_string(deploy.join("app.env")).unwrap();
+        assert!(!seen.contains("hunter2"), "the passphrase reached the app");
+        assert!(!seen.contains("BG_ACTOR="), "{seen}");
+        // What the user hands the app with --env, it gets.
+        assert!(seen.contains("BG_MINE=kept\n"), "{seen}");
+        assert!(seen.contains("PLAIN=1\n"), "{seen}");
+    }
+);

@@ -352,3 +352,26 @@ fn help_is_stable() {
     run.code(0);
     insta::assert_snapshot!(run.stdout);
 }
+
+#[test]
+fn a_grace_longer_than_the_timeout_is_exit_2_and_a_dry_run_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock_dir = dir.path().to_str().unwrap();
+    let run = Bin::new("bg-stop-port")
+        .args(["--port", "9", "--grace", "40s", "--timeout", "30s"])
+        .args(["--lock-dir", lock_dir])
+        .run();
+    run.code(2);
+    assert!(run.error_line().contains("--grace 40s"), "{}", run.stderr);
+    // Without --grace, a short --timeout is fine: the grace shrinks to it.
+    Bin::new("bg-stop-port")
+        .args(["--port", "9", "--timeout", "5s", "--lock-dir", lock_dir])
+        .run()
+        .code(0);
+    let dry = Bin::new("bg-stop-port")
+        .args(["--port", "9", "--dry-run", "--format", "env"])
+        .args(["--lock-dir", lock_dir])
+        .run();
+    dry.code(0);
+    assert!(dry.stdout.contains("BG_DRY_RUN=true\n"), "{}", dry.stdout);
+}

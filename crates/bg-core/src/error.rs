@@ -241,10 +241,14 @@ impl Failure for HostError {
             HostError::BadTarget { .. } => "write it as [USER@]HOST[:PORT], e.g. deploy@10.0.0.5:22 or [::1]:2222".into(),
             HostError::Connect { .. } => "check the address and port, and that sshd runs there; --connect-timeout sets how long to wait".into(),
             HostError::Handshake { .. } => "check that the port speaks SSH and that the host is not overloaded".into(),
-            HostError::HostKeyUnknown { keyscan, known_hosts, .. } => format!(
-                "verify the key, then run `{keyscan} >> {}`, or pass --host-key-check accept-new",
-                known_hosts.display()
-            ),
+            HostError::HostKeyUnknown { keyscan, known_hosts, .. } => {
+                let path = known_hosts.display().to_string();
+                // Quoted as a shell would need it: the line is meant to be pasted.
+                let path = crate::quote::quote(&path).unwrap_or(path);
+                format!(
+                    "verify the key, then run `{keyscan} >> {path}`, or pass --host-key-check accept-new"
+                )
+            }
             HostError::HostKeyChanged { known_hosts, line, .. } => format!(
                 "if the host was really reinstalled, remove line {line} of {} and verify the new key; do not use --host-key-check off",
                 known_hosts.display()

@@ -21,6 +21,8 @@ pub const START_SCRIPT: &str = r#"# start the app, detached
 dir=$1 log=$2 pidfile=$3 n=$4
 shift 4
 unset BUILD_ID JENKINS_NODE_COOKIE JENKINS_SERVER_COOKIE
+# Our own settings are not the app's, and BG_SSH_PASSPHRASE is a secret.
+for v in $(env | sed -n 's/^\(BG_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 while [ "$n" -gt 0 ]; do export "$1" || exit 2; shift; n=$((n - 1)); done
 cd -- "$dir" || exit 1
 printf '=== %s bg-ship: starting the app\n' "$(date '+%Y-%m-%d %H:%M:%S %z')" >> "$log" || exit 1

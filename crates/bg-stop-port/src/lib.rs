@@ -37,9 +37,9 @@ pub struct Cli {
     #[arg(long, env = "BG_SIGNAL", default_value = "TERM", value_parser = parse_signal, value_name = "SIGNAL")]
     pub signal: String,
 
-    /// How long to wait after the first signal before sending KILL
-    #[arg(long, env = "BG_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
-    pub grace: Duration,
+    /// How long to wait after the first signal before sending KILL; longer than --timeout is exit 2 [default: 30s, or --timeout when that is shorter]
+    #[arg(long, env = "BG_GRACE", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Option<Duration>,
 
     /// How long in all before giving up with exit 1 (the port still busy)
     #[arg(long, env = "BG_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -143,11 +143,42 @@ impl bg_core::Tool for Cli {
     }
 
     fn run(self) -> bg_core::Result<Report> {
+        let dry_run = self.dry_run;
+        let report = self.stop()?;
+        // As bg-switch says it: a script reading the env output can tell.
+        Ok(if dry_run {
+            report.field("DRY_RUN", true)
+        } else {
+            report
+        })
+    }
+}
+
+/// The grace without --grace.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+impl Cli {
+    fn stop(self) -> bg_core::Result<Report> {
         let port = self.port;
         // Before we even connect: a protected port is never touched.
         if self.protect_ports.contains(&Some(port)) {
             return Err(StopError::Protected { port }.into());
         }
+        let grace = match self.grace {
+            Some(grace) if grace > self.timeout => {
+                return Err(bg_core::UsageError::new(
+                    format!(
+                        "--grace {} is longer than --timeout {}: the KILL would never be sent in time",
+                        humantime::format_duration(grace),
+                        humantime::format_duration(self.timeout)
+                    ),
+                    "give a --timeout at least as long as --grace",
+                )
+                .into());
+            }
+            Some(grace) => grace,
+            None => DEFAULT_GRACE.min(self.timeout),
+        };
         let host = self.host.connect()?;
         let host = host.as_ref();
         let _lock = if self.dry_run {
@@ -205,7 +236,7 @@ impl bg_core::Tool for Cli {
             describe(&found.listeners),
             host.name()
         ));
-        let grace_end = start + self.grace.min(self.timeout);
+        let grace_end = start + grace;
         let mut killed = self.signal == "KILL";
         let mut free = signal_and_wait(host, &self.signal, &found.pids(), port, grace_end)?;
         if !free && !killed {
@@ -218,7 +249,7 @@ impl bg_core::Tool for Cli {
             }
             bg_core::log::info(&format!(
                 "port {port} still busy after {}; sending SIGKILL to {}",
-                humantime::format_duration(self.grace.min(self.timeout)),
+                humantime::format_duration(grace),
                 describe(&now.listeners)
             ));
             killed = true;
