@@ -139,7 +139,16 @@ both_ways!(the_managed_layout_reads_the_upstream_file, |via: Via| {
     let file = site.nginx.path("conf.d/dev-upstream.conf");
     let args = ["--upstream-file", file.to_str().unwrap()];
 
-    let none = site.detect(&args);
+    // No upstream file: a mistyped path must not hand out the live port
+    // as the target. The first deploy says so with --init.
+    let missing = site.detect(&args);
+    missing.code(3);
+    assert!(
+        missing.error_line().contains("does not exist") && missing.error_line().contains("--init"),
+        "{}",
+        missing.stderr
+    );
+    let none = site.detect(&[&args[..], &["--init"]].concat());
     assert_eq!(none.code(0).stdout, format!("{}\n", site.blue));
 
     std::fs::write(

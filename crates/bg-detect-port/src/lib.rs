@@ -23,6 +23,11 @@ pub struct Cli {
     #[command(flatten)]
     pub layout: LayoutArgs,
 
+    /// Managed layout: no upstream file yet is the first deploy (target: the blue port); without
+    /// it, a missing file is exit 3, as a mistyped --upstream-file would hand out the live port
+    #[arg(long, env = "BG_INIT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub init: bool,
+
     #[command(flatten)]
     pub host: HostArgs,
 
@@ -48,6 +53,16 @@ impl bg_core::Tool for Cli {
         let state = layout::read_state(&read, &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let active = state.active();
+        if let (Some(path), layout::State::Managed { contents: None, .. }) =
+            (self.layout.managed_file(), &state)
+            && !self.init
+        {
+            return Err(layout::LayoutError::unsafe_state(
+                format!("the upstream file {path} does not exist"),
+                "check --upstream-file; for the very first deploy pass --init (bg-switch --init writes the file)",
+            )
+            .into());
+        }
         if active.is_none() && self.layout.managed_file().is_none() {
             // Nothing enabled is a first deploy only when the site's files are
             // there: a mistyped --site or directory is "layout not found", and

@@ -21,6 +21,7 @@ complete -c bg-detect-port -l ssh-persist -d 'openssh client: how long its share
 complete -c bg-detect-port -l format -d 'Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines' -r -f -a "text\t'The one value a shell wants, or one human line'
 json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
+complete -c bg-detect-port -l init -d 'Managed layout: no upstream file yet is the first deploy (target: the blue port); without it, a missing file is exit 3, as a mistyped --upstream-file would hand out the live port'
 complete -c bg-detect-port -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-detect-port -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
 complete -c bg-detect-port -s v -l verbose -d 'Say more on stderr (-vv for even more)'
