@@ -697,3 +697,74 @@ fn help_is_stable() {
     run.code(0);
     insta::assert_snapshot!(run.stdout);
 }
+
+/// The state a run leaves when it dies after changing the files and before
+/// nginx loaded them: the files say green, nginx still serves blue, and the
+/// marker says the switch came from blue.
+fn interrupted_on_the_way_to_green(site: &Site) {
+    let enabled = site.nginx.sites_enabled();
+    for entry in std::fs::read_dir(&enabled).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    site.enable(site.green);
+    let locks = site.work.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    std::fs::write(
+        locks.join("bg-switch-dev.lock.pending"),
+        format!(r#"{{"from":{},"to":{},"time":"x"}}"#, site.blue, site.green),
+    )
+    .unwrap();
+    site.assert_serves("blue");
+}
+
+both_ways!(
+    finishing_an_interrupted_switch_verifies_and_rolls_back,
+    |via: Via| {
+        // Green answers 503: finishing the switch must not end "done" while
+        // nginx serves errors; it goes back to where the run came from.
+        let site = running("dev", via, &[("app.unhealthy", "true")]);
+        interrupted_on_the_way_to_green(&site);
+        let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+        let run = site.switch(
+            site.green,
+            &["--verify-url", &url, "--verify-timeout", "2s"],
+        );
+        run.code(1);
+        assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+        assert!(
+            run.error_line().contains("did not answer 2xx"),
+            "{}",
+            run.stderr
+        );
+        site.assert_serves("blue");
+        assert_eq!(site.enabled_port(), site.blue);
+        let history = site.history_lines();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(history[0]["result"], "rolled back");
+        assert_eq!(history[0]["from"], site.blue);
+    }
+);
+
+both_ways!(finishing_an_interrupted_switch_is_recorded, |via: Via| {
+    let site = running("dev", via, &[]);
+    interrupted_on_the_way_to_green(&site);
+    let url = format!("http://127.0.0.1:{}/version", site.listen);
+    let run = site.switch(site.green, &["--verify-url", &url]);
+    run.code(0);
+    assert!(
+        run.stdout.contains("already set in the files"),
+        "{}",
+        run.stdout
+    );
+    site.assert_serves("green");
+    let history = site.history_lines();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["result"], "done");
+    assert!(
+        !site
+            .work
+            .path()
+            .join("locks/bg-switch-dev.lock.pending")
+            .exists()
+    );
+});

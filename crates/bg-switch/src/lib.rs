@@ -333,8 +333,42 @@ impl bg_core::Tool for Cli {
                 "a previous run was interrupted while switching ({}); loading the files as they are now",
                 String::from_utf8_lossy(&note).trim()
             ));
-            self.finish_interrupted(host)?;
-            remove(host, &pending_path);
+            // Where the interrupted run came from: the way back on a failure.
+            let came_from = serde_json::from_slice::<Value>(&note)
+                .ok()
+                .and_then(|v| v["from"].as_u64())
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| {
+                    *p != self.port && (*p == self.layout.blue_port || *p == self.layout.green_port)
+                });
+            let back = match came_from {
+                Some(port) => self.plan_to(&read, &state, port).ok(),
+                None => None,
+            };
+            match back.as_ref().and_then(Steps::finish) {
+                // Everything a switch does: test, reload, wait for the new
+                // workers, verify, record; back to where it came from on failure.
+                Some(steps) => {
+                    let note = String::from_utf8_lossy(&note).into_owned();
+                    let (result, recorded) =
+                        self.switch_in_one_go(host, &steps, came_from, &pending_path, &note);
+                    if !recorded {
+                        let record = match &result {
+                            Ok(()) => ("done", None),
+                            Err(error) => (error_result(error), Some(error.to_string())),
+                        };
+                        let done_with =
+                            (record.0 != "rollback failed").then_some(pending_path.as_str());
+                        self.record(host, came_from, record.0, record.1, done_with);
+                    }
+                    result?;
+                }
+                // Nothing known to go back to (a first switch): test and reload.
+                None => {
+                    self.finish_interrupted(host)?;
+                    remove(host, &pending_path);
+                }
+            }
             let mut report = self.report(from, from, false);
             report.text = format!(
                 "site {site}: port {} was already set in the files; nginx tested and reloaded to serve it",
@@ -351,10 +385,8 @@ impl bg_core::Tool for Cli {
         ));
         log::debug(&change.describe());
         let note = json!({"from": from, "to": self.port, "time": now()}).to_string();
-        let (result, recorded) = match change.apply_line().zip(change.undo_line()) {
-            Some((apply, undo)) => {
-                self.switch_in_one_go(host, &change, from, &pending_path, &note, &apply, &undo)
-            }
+        let (result, recorded) = match Steps::of(&change) {
+            Some(steps) => self.switch_in_one_go(host, &steps, from, &pending_path, &note),
             None => {
                 if let Err(e) = host.write_file_atomic(&pending_path, note.as_bytes(), 0o644, false)
                 {
@@ -380,6 +412,46 @@ impl bg_core::Tool for Cli {
             self.layout.color(self.port)
         ));
         Ok(self.report(from, Some(self.port), true))
+    }
+}
+
+/// What the host's one command does and undoes, as shell lines, and what
+/// to tell when the undo fails.
+#[derive(Debug)]
+struct Steps {
+    apply: String,
+    undo: String,
+    /// One line for logs.
+    describe: String,
+    /// How to put the previous state back by hand.
+    manual: String,
+}
+
+impl Steps {
+    /// `change` and its exact undo; `None` when its bytes cannot go on a
+    /// command line (then the steps run one by one).
+    fn of(change: &Change) -> Option<Steps> {
+        Some(Steps {
+            apply: change.apply_line()?,
+            undo: change.undo_line()?,
+            describe: change.describe().lines().next().unwrap_or("").to_string(),
+            manual: change.manual_undo(),
+        })
+    }
+
+    /// Files that already say what we want, left by an interrupted run:
+    /// nothing to change; on a failure, `back` (the change to the port the
+    /// interrupted run came from) puts the previous state back.
+    fn finish(back: &Change) -> Option<Steps> {
+        Some(Steps {
+            apply: "true".to_string(),
+            undo: back.apply_line()?,
+            describe: "keep the files as they are".to_string(),
+            manual: format!(
+                "to go back, {}",
+                back.describe().lines().next().unwrap_or("")
+            ),
+        })
     }
 }
 
@@ -516,6 +588,11 @@ impl Cli {
 
     /// The change that makes `self.port` active.
     fn plan(&self, host: &dyn Host, state: &State) -> bg_core::Result<Change> {
+        self.plan_to(host, state, self.port)
+    }
+
+    /// The change that makes `port` active.
+    fn plan_to(&self, host: &dyn Host, state: &State, port: u16) -> bg_core::Result<Change> {
         let args = &self.layout;
         match state {
             State::Symlink { enabled } => {
@@ -536,7 +613,7 @@ impl Cli {
                         }
                     },
                 };
-                let (file, route) = layout::available_for(host, args, self.port)?;
+                let (file, route) = layout::available_for(host, args, port)?;
                 log::debug(&format!("{file} routes to {route}"));
                 Ok(Change::relink(host, args, before, &file)?)
             }
@@ -575,8 +652,8 @@ impl Cli {
                 let text = change::upstream_file(
                     &args.upstream_name,
                     &hosts,
-                    self.port,
-                    args.other(self.port),
+                    port,
+                    args.other(port),
                     routing.as_ref(),
                 );
                 Ok(Change::Rewrite {
@@ -756,13 +833,12 @@ impl Cli {
     fn switch_in_one_go(
         &self,
         host: &dyn Host,
-        change: &Change,
+        steps: &Steps,
         from: Option<u16>,
         pending_path: &str,
         note: &str,
-        apply: &str,
-        undo_line: &str,
     ) -> (Result<(), SwitchError>, bool) {
+        let (apply, undo_line) = (steps.apply.as_str(), steps.undo.as_str());
         let history = self.history_path();
         let mut line = json!({
             "time": now(),
@@ -811,7 +887,7 @@ impl Cli {
         .timeout(COMMAND_TIMEOUT * 3 + self.reload_timeout);
         log::debug(&format!(
             "$ {} && {} && {} (one command on {})",
-            change.describe().lines().next().unwrap_or(""),
+            steps.describe,
             self.test_cmd,
             self.reload_cmd.as_deref().unwrap_or("reload"),
             host.name()
@@ -829,7 +905,7 @@ impl Cli {
                         undone: Undone::Failed {
                             error: "the connection ended before the host said how the switch went"
                                 .to_string(),
-                            manual: change.manual_undo(),
+                            manual: steps.manual.clone(),
                         },
                     }),
                     true,
@@ -849,11 +925,11 @@ impl Cli {
             Some(undo) if undo.success() => Undone::Restored,
             Some(undo) => Undone::Failed {
                 error: format!("{}: {}", undo.status_text(), undo.stderr_text().trim()),
-                manual: change.manual_undo(),
+                manual: steps.manual.clone(),
             },
             None => Undone::Failed {
                 error: "the host did not say".to_string(),
-                manual: change.manual_undo(),
+                manual: steps.manual.clone(),
             },
         };
         let again = || {
@@ -946,7 +1022,7 @@ impl Cli {
                         },
                         undone: Undone::Failed {
                             error: "the host's switch ended early".to_string(),
-                            manual: change.manual_undo(),
+                            manual: steps.manual.clone(),
                         },
                     }),
                     recorded,
@@ -956,11 +1032,14 @@ impl Cli {
         if let Some(url) = &self.verify_url
             && let Err(last) = self.verify(url)
         {
-            let undone = match change.undo(host) {
-                Ok(()) => Undone::Restored,
+            let undo = Cmd::shell(undo_line)
+                .privileged(true)
+                .timeout(COMMAND_TIMEOUT);
+            let undone = match host.run_ok(&undo) {
+                Ok(_) => Undone::Restored,
                 Err(e) => Undone::Failed {
                     error: e.to_string(),
-                    manual: change.manual_undo(),
+                    manual: steps.manual.clone(),
                 },
             };
             let reload_again = reload_again(host, &reload_cmd);
