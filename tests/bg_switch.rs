@@ -748,9 +748,26 @@ both_ways!(
 both_ways!(finishing_an_interrupted_switch_is_recorded, |via: Via| {
     let site = running("dev", via, &[]);
     interrupted_on_the_way_to_green(&site);
+    // The files say green, nginx serves blue: detect does not guess.
+    let locks = site.work.path().join("locks");
+    let locks = ["--lock-dir", locks.to_str().unwrap()];
+    let detect = site.detect(&locks);
+    detect.code(3);
+    assert!(
+        detect.error_line().contains("did not finish")
+            && detect
+                .error_line()
+                .contains(&format!("bg-switch --port {}", site.green)),
+        "{}",
+        detect.stderr
+    );
     let url = format!("http://127.0.0.1:{}/version", site.listen);
     let run = site.switch(site.green, &["--verify-url", &url]);
     run.code(0);
+    assert_eq!(
+        site.detect(&locks).code(0).stdout,
+        format!("{}\n", site.blue)
+    );
     assert!(
         run.stdout.contains("already set in the files"),
         "{}",

@@ -6,7 +6,8 @@
 //! (both files enabled, a dangling link, ssh failing), and never read what
 //! nginx was really told to do.
 
-use bg_core::cli::{HostArgs, OutputArgs};
+use bg_core::cli::{HostArgs, LockArgs, OutputArgs};
+use bg_core::host::Host;
 use bg_core::layout::{self, LayoutArgs};
 use bg_core::{Report, log};
 use clap::Parser;
@@ -28,6 +29,10 @@ pub struct Cli {
     #[arg(long, env = "BG_INIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub init: bool,
 
+    /// Where bg-switch keeps its lock and its "switch in progress" marker on the nginx host
+    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_name = "DIR")]
+    pub lock_dir: String,
+
     #[command(flatten)]
     pub host: HostArgs,
 
@@ -43,13 +48,42 @@ impl bg_core::Tool for Cli {
     fn run(self) -> bg_core::Result<Report> {
         self.layout.check()?;
         let host = self.host.connect()?;
+        // bg-switch's marker of a switch that did not finish: the files may
+        // say a port nginx was never told to load.
+        let marker = format!(
+            "{}.pending",
+            LockArgs {
+                lock_timeout: std::time::Duration::ZERO,
+                lock_dir: self.lock_dir.clone(),
+            }
+            .path("switch", &self.layout.site)
+        );
         // What the state is read from, asked in one round trip.
+        let mut files = self.layout.usual_files();
+        files.push(marker.clone());
         let read = bg_core::host::Prefetched::with_commands(
             host.as_ref(),
-            &self.layout.usual_files(),
+            &files,
             true,
             &self.layout.usual_commands(),
         );
+        if let Some(note) = read.read_file(&marker, false)? {
+            let to = serde_json::from_slice::<Value>(&note)
+                .ok()
+                .and_then(|v| v["to"].as_u64())
+                .map_or_else(|| "PORT".to_string(), |p| p.to_string());
+            return Err(layout::LayoutError::unsafe_state(
+                format!(
+                    "a switch of site {} to port {to} did not finish ({marker} on {}): nginx may not serve what its files say",
+                    self.layout.site,
+                    host.name()
+                ),
+                format!(
+                    "finish it with `bg-switch --port {to}` (same layout and --lock-dir), which tests, reloads and verifies, or goes back"
+                ),
+            )
+            .into());
+        }
         let state = layout::read_state(&read, &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let active = state.active();

@@ -5,6 +5,7 @@ complete -c bg-detect-port -l sites-available -d 'Symlink layout: directory of t
 complete -c bg-detect-port -l sites-enabled -d 'Symlink layout: directory nginx includes, holding the one enabled link' -r
 complete -c bg-detect-port -l upstream-file -d 'Managed layout: the include file holding `upstream NAME { ... }` and nothing else' -r
 complete -c bg-detect-port -l upstream-name -d 'Managed layout: the upstream\'s name' -r
+complete -c bg-detect-port -l lock-dir -d 'Where bg-switch keeps its lock and its "switch in progress" marker on the nginx host' -r
 complete -c bg-detect-port -l host -d 'Act on this host over SSH instead of the local machine' -r
 complete -c bg-detect-port -l ssh-user -d 'SSH login name [default: the user in --host, else $USER]' -r
 complete -c bg-detect-port -l ssh-port -d 'SSH port (a :PORT in --host wins) [default: Port in ssh_config, else 22]' -r
