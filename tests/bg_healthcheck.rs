@@ -282,3 +282,40 @@ fn a_dead_watched_pid_fails_even_when_the_url_is_healthy_ssh() {
     let dir = tempfile::tempdir().unwrap();
     a_dead_watched_pid_fails_even_when_the_url_is_healthy(&sshd.host_args(), dir.path());
 }
+
+/// A failure shows this start's log lines, not an earlier deploy's: the
+/// tail begins after the last line bg-ship writes when it starts the app.
+fn the_tail_is_this_starts_lines(host_args: &[String], dir: &Path) {
+    let log = dir.join("app.log");
+    std::fs::write(
+        &log,
+        "OLD-DEPLOY failed to bind\n\
+         === 2026-12-04 10:00:00 +0000 bg-ship: starting the app\n\
+         OLDER-START line\n\
+         === 2026-12-04 11:00:00 +0000 bg-ship: starting the app\n\
+         THIS-START line one\nTHIS-START line two\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let run = check(port, "/actuator/health")
+        .args(["--log-file", log.to_str().unwrap()])
+        .args(["--timeout", "300ms", "--interval", "100ms"])
+        .args(host_args)
+        .run();
+    run.code(1);
+    assert!(run.stderr.contains("THIS-START line two"), "{}", run.stderr);
+    assert!(!run.stderr.contains("OLD"), "{}", run.stderr);
+}
+
+#[test]
+fn the_tail_is_this_starts_lines_local() {
+    let dir = tempfile::tempdir().unwrap();
+    the_tail_is_this_starts_lines(&[], dir.path());
+}
+
+#[test]
+fn the_tail_is_this_starts_lines_ssh() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    the_tail_is_this_starts_lines(&sshd.host_args(), dir.path());
+}

@@ -167,12 +167,18 @@ impl Watch {
     }
 }
 
+/// `$1` the log, `$2` how many lines: the last ones after the last line
+/// bg-ship writes when it starts the app (`=== DATE bg-ship: starting the
+/// app`), so that a failure shows this start's lines, not an earlier
+/// deploy's; the whole end of the file when it has no such line.
 const TAIL_SCRIPT: &str = r#"# show the end of a file
 [ -e "$1" ] || exit 100
-exec tail -n "$2" -- "$1"
+last=$(awk '/^=== .* bg-ship: starting the app$/ { last = NR } END { print last + 0 }' "$1")
+tail -n "+$((last + 1))" -- "$1" | tail -n "$2"
 "#;
 
-/// The last `lines` lines of a file, or `None` when it does not exist.
+/// The last `lines` lines of a file since the app's last start, or `None`
+/// when it does not exist.
 pub fn tail(host: &dyn Host, path: &str, lines: usize) -> Result<Option<String>, HostError> {
     let cmd = Cmd::script(TAIL_SCRIPT, &[path, &lines.to_string()]).privileged(true);
     let output = host.run(&cmd)?;
