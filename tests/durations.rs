@@ -2,7 +2,7 @@
 //! past 24h is exit 2 naming the flag, before anything runs (an unbounded
 //! one made deadlines overflow the clock, a panic after bg-switch had
 //! changed the files). `--connect-timeout 0` is bad input too, not an
-//! unreachable host.
+//! unreachable host. Names and paths that reach a host are bounded too.
 
 use bg_deploy_tests::{Bin, commands};
 
@@ -40,5 +40,28 @@ fn a_connect_timeout_of_zero_is_bad_input() {
             .run();
         run.code(2);
         assert!(run.error_line().contains("--connect-timeout"), "{name}");
+    }
+}
+
+/// Names and paths that reach the host are bounded too: a value of 100,000
+/// characters is exit 2 naming the flag, in one short line, before anything
+/// touches a host (it used to take a lock attempt, or hang on a pipe).
+#[test]
+fn over_long_names_and_paths_are_bad_input() {
+    let path = format!("/tmp/{}", "a".repeat(100_000));
+    let name = "s".repeat(300);
+    for (binary, flag, value) in [
+        ("bg-stop-port", "--lock-dir", &path),
+        ("bg-ship", "--deploy-path", &path),
+        ("bg-switch", "--site", &name),
+        ("bg-switch", "--history-file", &path),
+        ("bg-detect-port", "--sites-enabled", &path),
+        ("bg-healthcheck", "--log-file", &path),
+    ] {
+        let run = Bin::new(binary).args([flag, value.as_str()]).run();
+        run.code(2);
+        let line = run.error_line();
+        assert!(line.contains(flag), "{binary}: {line}");
+        assert!(line.len() < 400, "{binary}: a line of {} bytes", line.len());
     }
 }

@@ -247,7 +247,7 @@ pub struct LockArgs {
     pub lock_timeout: Duration,
 
     /// Directory of the lock files on the host
-    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_name = "DIR")]
+    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_parser = parse_host_path, value_name = "DIR")]
     pub lock_dir: String,
 }
 
@@ -297,6 +297,36 @@ pub fn parse_positive_duration(value: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err(format!("{value:?} must be more than zero")),
         d => Ok(d),
     }
+}
+
+/// The longest path on a host (Linux's PATH_MAX).
+pub const MAX_PATH: usize = 4096;
+
+/// The longest name (a site, a profile): it becomes part of file names,
+/// which Linux allows 255 bytes, with room for what we add.
+pub const MAX_NAME: usize = 200;
+
+/// A path on a host: not empty of meaning, at most [`MAX_PATH`] bytes, no
+/// newline (no file tool on the host handles one well in a path we print).
+pub fn parse_host_path(value: &str) -> Result<String, String> {
+    if value.len() > MAX_PATH {
+        return Err(format!(
+            "it is {} bytes long; a path on the host is at most {MAX_PATH}",
+            value.len()
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A name that becomes part of file names on the host: at most [`MAX_NAME`] bytes.
+pub fn parse_name(value: &str) -> Result<String, String> {
+    if value.len() > MAX_NAME {
+        return Err(format!(
+            "it is {} bytes long; a name is at most {MAX_NAME}",
+            value.len()
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// A TCP port, 1 to 65535.

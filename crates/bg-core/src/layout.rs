@@ -26,7 +26,7 @@ use crate::nginx::{self, Route, Routing};
 #[command(next_help_heading = "Layout")]
 pub struct LayoutArgs {
     /// Site name: the symlink layout's files are sites-available/NAME_PORT
-    #[arg(long, env = "BG_SITE", default_value = "dev", value_name = "NAME")]
+    #[arg(long, env = "BG_SITE", default_value = "dev", value_parser = crate::cli::parse_name, value_name = "NAME")]
     pub site: String,
 
     /// The blue port (the target when nothing is active yet)
@@ -42,6 +42,7 @@ pub struct LayoutArgs {
         long,
         env = "BG_SITES_AVAILABLE",
         default_value = "/etc/nginx/sites-available",
+        value_parser = crate::cli::parse_host_path,
         value_name = "DIR"
     )]
     pub sites_available: String,
@@ -51,12 +52,13 @@ pub struct LayoutArgs {
         long,
         env = "BG_SITES_ENABLED",
         default_value = "/etc/nginx/sites-enabled",
+        value_parser = crate::cli::parse_host_path,
         value_name = "DIR"
     )]
     pub sites_enabled: String,
 
     /// Managed layout: the include file holding `upstream NAME { ... }` and nothing else
-    #[arg(long, env = "BG_UPSTREAM_FILE", value_name = "FILE")]
+    #[arg(long, env = "BG_UPSTREAM_FILE", value_parser = crate::cli::parse_host_path, value_name = "FILE")]
     pub upstream_file: Option<String>,
 
     /// Managed layout: the upstream's name

@@ -113,7 +113,7 @@ fn clap_exit(name: &str, error: clap::Error) -> ExitCode {
                 .filter(|p| !p.is_empty());
             let first = paragraphs.next().unwrap_or("bad usage");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            let what = one_line(first);
+            let what = shorten_words(&one_line(first));
             let tip = paragraphs
                 .find_map(|p| p.strip_prefix("tip: "))
                 .map(one_line)
@@ -122,6 +122,21 @@ fn clap_exit(name: &str, error: clap::Error) -> ExitCode {
             Code::Usage.into()
         }
     }
+}
+
+/// A value of 100,000 characters must not make the one error line as long:
+/// each word over 120 characters keeps its start and says how long it was.
+fn shorten_words(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.chars().count() <= 120 {
+                return word.to_string();
+            }
+            let start: String = word.chars().take(60).collect();
+            format!("{start}...({} bytes)", word.len())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn one_line(text: &str) -> String {

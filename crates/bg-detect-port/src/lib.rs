@@ -30,7 +30,7 @@ pub struct Cli {
     pub init: bool,
 
     /// Where bg-switch keeps its lock and its "switch in progress" marker on the nginx host
-    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_name = "DIR")]
+    #[arg(long, env = "BG_LOCK_DIR", default_value = "/tmp", value_parser = bg_core::cli::parse_host_path, value_name = "DIR")]
     pub lock_dir: String,
 
     #[command(flatten)]

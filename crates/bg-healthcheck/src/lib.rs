@@ -62,7 +62,7 @@ pub struct Cli {
     pub watch_pid: Option<u32>,
 
     /// The app's log (on --host, or here): its last 50 lines are shown on failure
-    #[arg(long, env = "BG_LOG_FILE", value_name = "PATH")]
+    #[arg(long, env = "BG_LOG_FILE", value_parser = bg_core::cli::parse_host_path, value_name = "PATH")]
     pub log_file: Option<String>,
 
     #[command(flatten)]

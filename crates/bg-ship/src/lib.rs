@@ -39,7 +39,7 @@ pub struct Cli {
     pub artifact: PathBuf,
 
     /// Directory on the host to put it in (created if missing)
-    #[arg(long, env = "BG_DEPLOY_PATH", value_name = "DIR")]
+    #[arg(long, env = "BG_DEPLOY_PATH", value_parser = bg_core::cli::parse_host_path, value_name = "DIR")]
     pub deploy_path: String,
 
     /// The port the app listens on (-Dserver.port)
@@ -47,7 +47,7 @@ pub struct Cli {
     pub port: u16,
 
     /// Spring profile (-Dspring.profiles.active)
-    #[arg(long, env = "BG_PROFILE", value_name = "NAME")]
+    #[arg(long, env = "BG_PROFILE", value_parser = bg_core::cli::parse_name, value_name = "NAME")]
     pub profile: Option<String>,
 
     /// JVM options, split like a shell would (quotes respected, nothing expanded)
@@ -60,7 +60,7 @@ pub struct Cli {
     pub java_opts: Option<String>,
 
     /// Log file for the app's stdout and stderr, appended to; relative to DIR [default: app-PORT.log]
-    #[arg(long, env = "BG_LOG_FILE", value_name = "NAME")]
+    #[arg(long, env = "BG_LOG_FILE", value_parser = bg_core::cli::parse_host_path, value_name = "NAME")]
     pub log_file: Option<String>,
 
     /// Shell command to start the app instead of java, with {port} {artifact} {profile} {java_opts} {deploy_path} filled in, each quoted
@@ -84,7 +84,7 @@ pub struct Cli {
     pub dry_run: bool,
 
     /// The java to run on the host
-    #[arg(long, env = "BG_JAVA", default_value = "java", value_name = "PATH")]
+    #[arg(long, env = "BG_JAVA", default_value = "java", value_parser = bg_core::cli::parse_host_path, value_name = "PATH")]
     pub java: String,
 
     /// How long the started process must stay alive to count as started

@@ -87,6 +87,7 @@ pub struct Cli {
         long,
         env = "BG_NGINX_PID_FILE",
         default_value = "/run/nginx.pid",
+        value_parser = bg_core::cli::parse_host_path,
         value_name = "FILE"
     )]
     pub nginx_pid_file: String,
@@ -96,7 +97,7 @@ pub struct Cli {
     pub reload_timeout: Duration,
 
     /// One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]
-    #[arg(long, env = "BG_HISTORY_FILE", value_name = "FILE")]
+    #[arg(long, env = "BG_HISTORY_FILE", value_parser = bg_core::cli::parse_host_path, value_name = "FILE")]
     pub history_file: Option<String>,
 
     /// Say what would change, and change nothing
