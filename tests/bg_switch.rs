@@ -785,3 +785,41 @@ both_ways!(finishing_an_interrupted_switch_is_recorded, |via: Via| {
             .exists()
     );
 });
+
+both_ways!(temporary_files_of_killed_runs_are_removed, |via: Via| {
+    let site = running("dev", via, &[]);
+    let enabled = site.nginx.sites_enabled();
+    // A pid that is gone, and one that lives (this test's own).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let alive = std::process::id();
+    let stale = [
+        enabled.join(format!(".bg-switch.{dead}")),
+        enabled.join(format!(".dev_{}.bg-tmp.{dead}", site.blue)),
+    ];
+    for file in &stale {
+        std::os::unix::fs::symlink("/nonexistent", file).unwrap();
+    }
+    let live = enabled.join(format!(".bg-switch.{alive}"));
+    std::os::unix::fs::symlink("/nonexistent", &live).unwrap();
+    let run = site.switch(site.green, &[]);
+    run.code(0);
+    site.assert_serves("green");
+    for file in &stale {
+        assert!(
+            std::fs::symlink_metadata(file).is_err(),
+            "{} is still there",
+            file.display()
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&live).is_ok(),
+        "a live run's file went"
+    );
+    assert!(
+        run.stderr.contains("left by a run that was killed"),
+        "{}",
+        run.stderr
+    );
+});

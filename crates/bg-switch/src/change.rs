@@ -145,6 +145,18 @@ impl Change {
         }
     }
 
+    /// The directory where the change makes its temporary files.
+    pub fn temp_dir(&self) -> String {
+        match self {
+            Change::Relink { dir, .. } => dir.clone(),
+            Change::Rewrite { path, .. } => match path.rsplit_once('/') {
+                Some(("", _)) => "/".to_string(),
+                Some((dir, _)) => dir.to_string(),
+                None => ".".to_string(),
+            },
+        }
+    }
+
     /// One line: what changes.
     pub fn describe(&self) -> String {
         match self {

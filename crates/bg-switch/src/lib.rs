@@ -422,6 +422,8 @@ impl bg_core::Tool for Cli {
 struct Steps {
     apply: String,
     undo: String,
+    /// Where killed runs' temporary files may be.
+    temp_dir: String,
     /// One line for logs.
     describe: String,
     /// How to put the previous state back by hand.
@@ -435,6 +437,7 @@ impl Steps {
         Some(Steps {
             apply: change.apply_line()?,
             undo: change.undo_line()?,
+            temp_dir: change.temp_dir(),
             describe: change.describe().lines().next().unwrap_or("").to_string(),
             manual: change.manual_undo(),
         })
@@ -447,6 +450,7 @@ impl Steps {
         Some(Steps {
             apply: "true".to_string(),
             undo: back.apply_line()?,
+            temp_dir: back.temp_dir(),
             describe: "keep the files as they are".to_string(),
             manual: format!(
                 "to go back, {}",
@@ -882,6 +886,7 @@ impl Cli {
                 &history,
                 &line,
                 record,
+                &steps.temp_dir,
             ],
         )
         .privileged(true)
@@ -913,6 +918,13 @@ impl Cli {
                 );
             }
         };
+        for removed in output
+            .stderr_text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("BG-TX removed "))
+        {
+            log::info(&format!("removed {removed}, left by a run that was killed"));
+        }
         let outcome = transaction::parse(&output.stdout_text());
         if outcome.marker_written == Some(false) {
             log::warn(&format!("cannot write {pending_path}"));

@@ -17,11 +17,12 @@ use bg_core::reload::{RELOAD_FUNCTION, Reload, WORKERS_FUNCTION};
 /// systemd runs, else `nginx -s reload`), `$7` nginx's pid file, `$8`
 /// seconds to wait for new workers, `$9` history file, `${10}` its line up
 /// to the result, `${11}` `record` to record a success too (no verify
-/// follows). Prints `BG-TX STEP STATUS` lines, each followed by the step's
-/// stdout and stderr in hex.
+/// follows), `${12}` the directory whose temporary files of dead runs to
+/// remove first. Prints `BG-TX STEP STATUS` lines, each followed by the
+/// step's stdout and stderr in hex.
 const TRANSACTION_SCRIPT: &str = r#"trap '' HUP PIPE
 marker=$1 note=$2 apply=$3 undo=$4 test=$5 reload=$6 pidfile=$7 secs=$8
-history=$9 line=${10} record=${11}
+history=$9 line=${10} record=${11} clean=${12}
 t=$(mktemp -d "${TMPDIR:-/tmp}/bg-switch.XXXXXX") || exit 1
 trap 'rm -rf "$t"' EXIT
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
@@ -51,15 +52,28 @@ put_back() {
   ended "$result" "$1"
 }
 last_line() { cat "$t/e" "$t/o" | grep -v '^[[:space:]]*$' | tail -n 1; }
+# What a killed run left (`.bg-switch.PID`, `.NAME.bg-tmp.PID`): we hold
+# the lock, so a file whose process is gone is nobody's any more.
+gone() {
+  if [ -d /proc/self ]; then [ ! -d "/proc/$1" ]; else ! kill -0 "$1" 2>/dev/null; fi
+}
+if [ -n "$clean" ] && [ -d "$clean" ]; then
+  for f in "$clean"/.bg-switch.* "$clean"/.*.bg-tmp.* "$marker".bg-tmp.*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    pid=${f##*.}
+    case $pid in ''|*[!0-9]*) continue ;; esac
+    if gone "$pid" && rm -f -- "$f"; then printf 'BG-TX removed %s\n' "$f" >&2; fi
+  done
+fi
 if [ -z "$reload" ]; then
   if [ -d /run/systemd/system ]; then reload="systemctl reload nginx"; else reload="nginx -s reload"; fi
 fi
 printf '%s' "$reload" > "$t/r"
 echo "BG-TX reload-cmd $(hex "$t/r")"
-if printf '%s\n' "$note" > "$marker.bg-tmp" && mv -f -- "$marker.bg-tmp" "$marker"; then
+if printf '%s\n' "$note" > "$marker.bg-tmp.$$" && mv -f -- "$marker.bg-tmp.$$" "$marker"; then
   echo "BG-TX marker 0"
 else
-  rm -f -- "$marker.bg-tmp"; echo "BG-TX marker 1"
+  rm -f -- "$marker.bg-tmp.$$"; echo "BG-TX marker 1"
 fi
 run apply sh -c "$apply" || put_back "changing the files failed: $(last_line)"
 run test sh -c "$test" || put_back "nginx rejected the configuration: $(last_line)"
