@@ -319,3 +319,40 @@ fn the_tail_is_this_starts_lines_ssh() {
     let dir = tempfile::tempdir().unwrap();
     the_tail_is_this_starts_lines(&sshd.host_args(), dir.path());
 }
+
+/// A probe that hangs (the port accepts, nothing answers) does not hide a
+/// death: the watch is read while the request is in flight.
+fn a_death_during_a_hanging_probe(host_args: &[String]) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut doomed = std::process::Command::new("sleep")
+        .arg("1")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let run = check(port, "/actuator/health")
+        .args(["--watch-pid", &doomed.id().to_string()])
+        .args(["--request-timeout", "60s", "--timeout", "120s"])
+        .args(host_args)
+        .run();
+    run.code(1);
+    assert!(run.error_line().contains("died"), "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited for the request timeout: {:?}",
+        started.elapsed()
+    );
+    doomed.wait().unwrap();
+    drop(silent);
+}
+
+#[test]
+fn a_death_during_a_hanging_probe_is_seen_local() {
+    a_death_during_a_hanging_probe(&[]);
+}
+
+#[test]
+fn a_death_during_a_hanging_probe_is_seen_ssh() {
+    let sshd = Sshd::start();
+    a_death_during_a_hanging_probe(&sshd.host_args());
+}

@@ -45,7 +45,24 @@ impl Probe {
     }
 
     pub fn get(&self, url: &str) -> Answer {
-        match self.agent.get(url).header("Connection", "close").call() {
+        self.answer(self.agent.get(url).header("Connection", "close").call())
+    }
+
+    /// [`Probe::get`], bounded by `within` too (the time left before a
+    /// deadline, when that is shorter than the request timeout).
+    pub fn get_within(&self, url: &str, within: Duration) -> Answer {
+        let request = self
+            .agent
+            .get(url)
+            .header("Connection", "close")
+            .config()
+            .timeout_global(Some(within))
+            .build();
+        self.answer(request.call())
+    }
+
+    fn answer(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+        match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let mut bytes = Vec::new();

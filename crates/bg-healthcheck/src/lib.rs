@@ -202,10 +202,35 @@ impl bg_core::Tool for Cli {
                 .map(|re| format!(", body matching {re}"))
                 .unwrap_or_default()
         ));
+        // With --watch-pid the watch runs from the start, beside the first
+        // probe: a process already dead, or dying while a probe hangs, ends
+        // the check at once, not after --request-timeout.
+        if let (Some(pid), Some(host)) = (self.watch_pid, host) {
+            watch = Some(bg_core::proc::watch(host, pid)?);
+        }
         loop {
             let asked = Instant::now();
             attempts += 1;
-            let answer = probe.get(&self.url);
+            // No request outlives the deadline.
+            let within = self
+                .request_timeout
+                .min(deadline.saturating_duration_since(asked))
+                .max(Duration::from_millis(100));
+            let answer = match ask(&probe, &self.url, within, watch.as_mut())? {
+                Some(answer) => answer,
+                None => {
+                    return Err(HealthError::Died {
+                        pid: self.watch_pid.unwrap_or_default(),
+                        after: rounded(start.elapsed()),
+                        attempts,
+                        last: Answer::NoAnswer {
+                            reason: "it died while a request was in flight".to_string(),
+                        },
+                        tail: self.tail(host),
+                    }
+                    .into());
+                }
+            };
             let healthy = self.healthy(&answer);
             in_a_row = if healthy { in_a_row + 1 } else { 0 };
             let seen = describe(&answer);
@@ -283,6 +308,44 @@ impl bg_core::Tool for Cli {
                 }
                 .into());
             }
+        }
+    }
+}
+
+/// One probe, watching the process meanwhile when there is a watch:
+/// `None` when the process died before the answer came.
+fn ask(
+    probe: &Probe,
+    url: &str,
+    within: Duration,
+    watch: Option<&mut bg_core::proc::Watch>,
+) -> Result<Option<Answer>, bg_core::HostError> {
+    let Some(watch) = watch else {
+        return Ok(Some(probe.get_within(url, within)));
+    };
+    if watch.gone(Duration::ZERO)? {
+        return Ok(None);
+    }
+    // The request in a thread of its own, so that the watch is read while
+    // it is in flight. A request still running when the process died is
+    // left to its own timeout; nothing waits for it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (probe, url) = (probe.clone(), url.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(probe.get_within(&url, within));
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(answer) => return Ok(Some(answer)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Ok(Some(Answer::NoAnswer {
+                    reason: "the request failed".to_string(),
+                }));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if watch.gone(Duration::from_millis(30))? {
+            return Ok(None);
         }
     }
 }
