@@ -282,11 +282,16 @@ both_ways!(the_managed_layout_rewrites_one_upstream_file, |via: Via| {
     let again = site.switch(site.green, &managed);
     assert!(again.code(0).stdout.contains("already active"));
 
-    // A bad upstream file is put back byte for byte.
+    // A bad upstream file is put back byte for byte (past the target
+    // check, which would refuse a host that does not answer first).
     let good = std::fs::read_to_string(&upstream).unwrap();
     let bad_host = site.switch(
         site.blue,
-        &[&managed[..], &["--app-host", "no-such-host.invalid"]].concat(),
+        &[
+            &managed[..],
+            &["--app-host", "no-such-host.invalid", "--no-target-check"],
+        ]
+        .concat(),
     );
     bad_host.code(1);
     assert!(
@@ -822,4 +827,30 @@ both_ways!(temporary_files_of_killed_runs_are_removed, |via: Via| {
         "{}",
         run.stderr
     );
+});
+
+both_ways!(a_switch_to_a_dead_port_changes_nothing, |via: Via| {
+    let mut site = running("dev", via, &[]);
+    // The green app is gone: nothing listens on its port.
+    let green = site.apps.pop().unwrap();
+    drop(green);
+    let run = site.switch(site.green, &[]);
+    run.code(3);
+    assert!(
+        run.error_line()
+            .contains(&format!("nothing answers at port {}", site.green)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error_line().contains("--no-target-check"),
+        "{}",
+        run.stderr
+    );
+    site.assert_serves("blue");
+    assert_eq!(site.enabled_port(), site.blue);
+    assert_eq!(site.reload_count(), 0);
+    // Asked for, it goes ahead (nginx then answers from the backup).
+    site.switch(site.green, &["--no-target-check"]).code(0);
+    assert_eq!(site.enabled_port(), site.green);
 });

@@ -484,6 +484,28 @@ pub struct Routing {
     pub problems: Vec<Problem>,
 }
 
+/// The addresses that take traffic at `port`: upstream servers that are
+/// neither `backup` nor `down`, and `proxy_pass` addresses, each once.
+pub fn addresses_at(routing: &Routing, port: u16) -> Vec<Address> {
+    let mut found: Vec<Address> = Vec::new();
+    let servers = routing
+        .upstreams
+        .iter()
+        .flat_map(|u| &u.servers)
+        .filter(|s| !s.backup && !s.down)
+        .map(|s| &s.address);
+    let passes = routing.proxy_passes.iter().filter_map(|p| match &p.target {
+        PassTarget::Address(address) => Some(address),
+        PassTarget::Name(_) => None,
+    });
+    for address in servers.chain(passes) {
+        if address.port == port && !found.contains(address) {
+            found.push(address.clone());
+        }
+    }
+    found
+}
+
 /// Where a file sends its traffic: primary and backup ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {

@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long, env = "BG_INIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub init: bool,
 
+    /// Switch even when nothing answers at the target port's addresses (checked from the nginx
+    /// host before any change; a dead target is exit 3)
+    #[arg(long, env = "BG_NO_TARGET_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_target_check: bool,
+
     /// After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)
     #[arg(long, env = "BG_VERIFY_URL", value_name = "URL")]
     pub verify_url: Option<String>,
@@ -169,6 +174,11 @@ pub enum SwitchError {
     #[error("the upstream file {path} does not exist")]
     NoUpstreamFile { path: String },
 
+    #[error(
+        "nothing answers at port {port} ({what}); nginx would send traffic to a dead app, so nothing was changed"
+    )]
+    TargetDown { port: u16, what: String },
+
     #[error("{path} holds more than `upstream {name}`: {what}")]
     NotManaged {
         path: String,
@@ -229,7 +239,9 @@ impl Failure for SwitchError {
     fn code(&self) -> Code {
         match self {
             SwitchError::NotAColor { .. } => Code::Usage,
-            SwitchError::NoUpstreamFile { .. } | SwitchError::NotManaged { .. } => Code::Unsafe,
+            SwitchError::NoUpstreamFile { .. }
+            | SwitchError::NotManaged { .. }
+            | SwitchError::TargetDown { .. } => Code::Unsafe,
             SwitchError::Rejected { .. }
             | SwitchError::ReloadFailed { .. }
             | SwitchError::NotReloaded { .. }
@@ -249,6 +261,9 @@ impl Failure for SwitchError {
             SwitchError::NoUpstreamFile { .. } => {
                 "check --upstream-file, or pass --init to write the first one".to_string()
             }
+            SwitchError::TargetDown { port, .. } => format!(
+                "start the app on port {port} first (bg-ship, then bg-healthcheck), or pass --no-target-check to switch anyway"
+            ),
             SwitchError::NotManaged { path, .. } => format!(
                 "bg-switch rewrites all of {path}: move everything but the upstream block to another file"
             ),
@@ -387,7 +402,10 @@ impl bg_core::Tool for Cli {
         log::debug(&change.describe());
         let note = json!({"from": from, "to": self.port, "time": now()}).to_string();
         let (result, recorded) = match Steps::of(&change) {
-            Some(steps) => self.switch_in_one_go(host, &steps, from, &pending_path, &note),
+            Some(mut steps) => {
+                steps.check = self.target_check(&read, &state)?;
+                self.switch_in_one_go(host, &steps, from, &pending_path, &note)
+            }
             None => {
                 if let Err(e) = host.write_file_atomic(&pending_path, note.as_bytes(), 0o644, false)
                 {
@@ -424,6 +442,8 @@ struct Steps {
     undo: String,
     /// Where killed runs' temporary files may be.
     temp_dir: String,
+    /// Checks that the target answers; empty: no check.
+    check: String,
     /// One line for logs.
     describe: String,
     /// How to put the previous state back by hand.
@@ -438,6 +458,7 @@ impl Steps {
             apply: change.apply_line()?,
             undo: change.undo_line()?,
             temp_dir: change.temp_dir(),
+            check: String::new(),
             describe: change.describe().lines().next().unwrap_or("").to_string(),
             manual: change.manual_undo(),
         })
@@ -451,6 +472,7 @@ impl Steps {
             apply: "true".to_string(),
             undo: back.apply_line()?,
             temp_dir: back.temp_dir(),
+            check: String::new(),
             describe: "keep the files as they are".to_string(),
             manual: format!(
                 "to go back, {}",
@@ -469,7 +491,8 @@ fn error_result(error: &SwitchError) -> &'static str {
         | SwitchError::Interrupted { undone, .. } => undone.result(),
         SwitchError::NotAColor { .. }
         | SwitchError::NoUpstreamFile { .. }
-        | SwitchError::NotManaged { .. } => "refused",
+        | SwitchError::NotManaged { .. }
+        | SwitchError::TargetDown { .. } => "refused",
     }
 }
 
@@ -887,6 +910,7 @@ impl Cli {
                 &line,
                 record,
                 &steps.temp_dir,
+                &steps.check,
             ],
         )
         .privileged(true)
@@ -926,6 +950,28 @@ impl Cli {
             log::info(&format!("removed {removed}, left by a run that was killed"));
         }
         let outcome = transaction::parse(&output.stdout_text());
+        if let Some(check) = outcome.step("check") {
+            match check.code {
+                Some(1) => {
+                    let what = check.stderr_text().trim().to_string();
+                    let what = what.strip_prefix("nothing answers at ").unwrap_or(&what);
+                    return (
+                        Err(SwitchError::TargetDown {
+                            port: self.port,
+                            what: what.trim().to_string(),
+                        }),
+                        false,
+                    );
+                }
+                Some(0) => log::debug(&format!("port {} answers", self.port)),
+                _ => log::warn(&format!(
+                    "could not check that port {} answers on {}: {}",
+                    self.port,
+                    host.name(),
+                    check.stderr_text().trim()
+                )),
+            }
+        }
         if outcome.marker_written == Some(false) {
             log::warn(&format!("cannot write {pending_path}"));
         }
@@ -1070,6 +1116,46 @@ impl Cli {
             );
         }
         (Ok(()), recorded)
+    }
+
+    /// The shell line that checks, from the nginx host, that the target's
+    /// addresses answer; empty with --no-target-check, or when the layout
+    /// names none we can read.
+    fn target_check(&self, host: &dyn Host, state: &State) -> bg_core::Result<String> {
+        if self.no_target_check {
+            return Ok(String::new());
+        }
+        let addresses: Vec<bg_core::nginx::Address> = match state {
+            State::Symlink { .. } => {
+                let (file, _) = layout::available_for(host, &self.layout, self.port)?;
+                let path = layout::join(&self.layout.sites_available, &file);
+                let text = host
+                    .read_file(&path, true)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                bg_core::nginx::read(&text)
+                    .map(|routing| bg_core::nginx::addresses_at(&routing, self.port))
+                    .unwrap_or_default()
+            }
+            State::Managed { routing, .. } => self
+                .app_hosts_for(routing.as_ref())
+                .into_iter()
+                .map(|host| bg_core::nginx::Address {
+                    host,
+                    port: self.port,
+                })
+                .collect(),
+        };
+        if addresses.is_empty() {
+            return Ok(String::new());
+        }
+        let mut args: Vec<String> = Vec::new();
+        for address in &addresses {
+            args.push(address.host.clone());
+            args.push(address.port.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Ok(Cmd::script(transaction::CHECK_SCRIPT, &args).to_shell_line(false)?)
     }
 
     fn history_path(&self) -> String {

@@ -18,11 +18,12 @@ use bg_core::reload::{RELOAD_FUNCTION, Reload, WORKERS_FUNCTION};
 /// seconds to wait for new workers, `$9` history file, `${10}` its line up
 /// to the result, `${11}` `record` to record a success too (no verify
 /// follows), `${12}` the directory whose temporary files of dead runs to
-/// remove first. Prints `BG-TX STEP STATUS` lines, each followed by the
+/// remove first, `${13}` a shell line that checks the target answers (empty:
+/// no check; status 1: nothing answers, and nothing is changed). Prints `BG-TX STEP STATUS` lines, each followed by the
 /// step's stdout and stderr in hex.
 const TRANSACTION_SCRIPT: &str = r#"trap '' HUP PIPE
 marker=$1 note=$2 apply=$3 undo=$4 test=$5 reload=$6 pidfile=$7 secs=$8
-history=$9 line=${10} record=${11} clean=${12}
+history=$9 line=${10} record=${11} clean=${12} check=${13}
 t=$(mktemp -d "${TMPDIR:-/tmp}/bg-switch.XXXXXX") || exit 1
 trap 'rm -rf "$t"' EXIT
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
@@ -70,6 +71,11 @@ if [ -z "$reload" ]; then
 fi
 printf '%s' "$reload" > "$t/r"
 echo "BG-TX reload-cmd $(hex "$t/r")"
+if [ -n "$check" ]; then
+  run check sh -c "$check"
+  # Nothing answers at the target: nothing is changed, nothing recorded.
+  [ "$rc" = 1 ] && exit 0
+fi
 if printf '%s\n' "$note" > "$marker.bg-tmp.$$" && mv -f -- "$marker.bg-tmp.$$" "$marker"; then
   echo "BG-TX marker 0"
 else
@@ -83,6 +89,30 @@ case $(grep '^BG-RELOAD' "$t/o" | tail -n 1) in
 esac
 [ -z "$record" ] || ended done ""
 exit 0
+"#;
+
+/// `HOST PORT`...: status 0 when each answers a TCP connect (from the nginx
+/// host: nginx must reach them), 1 when one does not (named on stderr), 3
+/// when this host has no tool to tell (bash's /dev/tcp, or nc).
+pub const CHECK_SCRIPT: &str = r#"# check that the target answers
+if command -v bash >/dev/null 2>&1; then tool=bash
+elif command -v nc >/dev/null 2>&1; then tool=nc
+else echo "neither bash nor nc is on this host to check the target with" >&2; exit 3
+fi
+to=; if command -v timeout >/dev/null 2>&1; then to="timeout 5"; fi
+dead=
+while [ $# -ge 2 ]; do
+  a=$1 p=$2; shift 2
+  h=${a#[}; h=${h%]}
+  if [ "$tool" = bash ]; then
+    $to bash -c 'exec 3<>"/dev/tcp/$1/$2"' sh "$h" "$p" 2>/dev/null
+  else
+    $to nc -z "$h" "$p" 2>/dev/null
+  fi || dead="$dead $a:$p"
+done
+[ -z "$dead" ] && exit 0
+echo "nothing answers at$dead" >&2
+exit 1
 "#;
 
 /// The whole script: the reload wait's functions, then the transaction.

@@ -34,6 +34,7 @@ complete -c bg-switch -l format -d 'Result format on stdout: the value alone, on
 json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
 complete -c bg-switch -l init -d 'Managed layout: write the upstream file when none exists yet (else that is exit 3)'
+complete -c bg-switch -l no-target-check -d 'Switch even when nothing answers at the target port\'s addresses (checked from the nginx host before any change; a dead target is exit 3)'
 complete -c bg-switch -l dry-run -d 'Say what would change, and change nothing'
 complete -c bg-switch -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-switch -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
