@@ -854,3 +854,15 @@ both_ways!(a_switch_to_a_dead_port_changes_nothing, |via: Via| {
     site.switch(site.green, &["--no-target-check"]).code(0);
     assert_eq!(site.enabled_port(), site.green);
 });
+
+both_ways!(a_refused_switch_leaves_another_runs_marker, |via: Via| {
+    let mut site = running("dev", via, &[]);
+    // An earlier run's undo failed: its marker says the files are in doubt.
+    let marker = site.work.path().join("locks/bg-switch-dev.lock.pending");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    let note = format!(r#"{{"from":{},"to":{},"time":"x"}}"#, site.green, site.blue);
+    std::fs::write(&marker, &note).unwrap();
+    drop(site.apps.pop());
+    site.switch(site.green, &[]).code(3);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), note);
+});

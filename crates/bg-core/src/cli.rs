@@ -171,6 +171,7 @@ impl HostArgs {
             local_user: ["USER", "LOGNAME"]
                 .iter()
                 .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+                .or_else(crate::user_name)
                 .unwrap_or_else(|| "root".to_string()),
         }))
     }
@@ -306,8 +307,8 @@ pub const MAX_PATH: usize = 4096;
 /// which Linux allows 255 bytes, with room for what we add.
 pub const MAX_NAME: usize = 200;
 
-/// A path on a host: not empty of meaning, at most [`MAX_PATH`] bytes, no
-/// newline (no file tool on the host handles one well in a path we print).
+/// A path on a host: at most [`MAX_PATH`] bytes. (Any byte is fine: values
+/// reach the host as arguments of fixed scripts, never pasted into them.)
 pub fn parse_host_path(value: &str) -> Result<String, String> {
     if value.len() > MAX_PATH {
         return Err(format!(

@@ -154,7 +154,7 @@ pub fn actor() -> String {
 }
 
 /// The login name of the effective user, from the password database.
-fn user_name() -> Option<String> {
+pub(crate) fn user_name() -> Option<String> {
     // SAFETY: getpwuid returns a pointer into static storage or null; we copy
     // the name out at once and nothing else in this process calls it concurrently
     // in a way that matters for a best-effort name.

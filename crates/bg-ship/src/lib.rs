@@ -216,9 +216,6 @@ const SUM_THERE_FUNCTION: &str = r#"sum_there() {
 }
 "#;
 
-/// The sum and the directory from [`PREPARE_SCRIPT`]'s output: what follows
-/// the first `BG-SUM` line is the directory, whatever it holds (a newline
-/// too), but the one newline `pwd` adds.
 /// `$4` `refuse` (a taken port stops here), `look` (say, go on) or empty,
 /// `$5` the port as /proc writes it. Prints `BG-PORT busy|free|unknown`.
 const PORT_GUARD: &str = r#"if [ -n "$4" ]; then
@@ -229,6 +226,9 @@ const PORT_GUARD: &str = r#"if [ -n "$4" ]; then
 fi
 "#;
 
+/// The sum and the directory from [`PREPARE_SCRIPT`]'s output: what follows
+/// the first `BG-SUM` line is the directory, whatever it holds (a newline
+/// too), but the one newline `pwd` adds.
 fn parse_prepared(stdout: &str) -> Option<(String, String)> {
     let at = if stdout.starts_with("BG-SUM ") {
         0

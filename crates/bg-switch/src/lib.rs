@@ -127,6 +127,8 @@ pub struct Cli {
 pub enum Undone {
     /// Back as it was.
     Restored,
+    /// Nothing was changed in the first place.
+    Untouched,
     /// Putting it back failed: the site needs a hand.
     Failed { error: String, manual: String },
 }
@@ -135,6 +137,7 @@ impl Undone {
     fn text(&self, from: Option<u16>) -> String {
         match self {
             Undone::Restored => format!("the previous state ({}) is back", port_text(from)),
+            Undone::Untouched => format!("nothing was changed ({} as before)", port_text(from)),
             Undone::Failed { error, .. } => {
                 format!("putting the previous state back FAILED too: {error}")
             }
@@ -143,7 +146,7 @@ impl Undone {
 
     fn hint(&self, otherwise: String) -> String {
         match self {
-            Undone::Restored => otherwise,
+            Undone::Restored | Undone::Untouched => otherwise,
             Undone::Failed { manual, .. } => {
                 format!("fix it by hand now: {manual}, then run the test command and reload nginx")
             }
@@ -153,6 +156,7 @@ impl Undone {
     fn result(&self) -> &'static str {
         match self {
             Undone::Restored => "rolled back",
+            Undone::Untouched => "refused",
             Undone::Failed { .. } => "rollback failed",
         }
     }
@@ -373,8 +377,8 @@ impl bg_core::Tool for Cli {
                             Ok(()) => ("done", None),
                             Err(error) => (error_result(error), Some(error.to_string())),
                         };
-                        let done_with =
-                            (record.0 != "rollback failed").then_some(pending_path.as_str());
+                        let done_with = (record.0 != "rollback failed" && record.0 != "refused")
+                            .then_some(pending_path.as_str());
                         self.record(host, came_from, record.0, record.1, done_with);
                     }
                     result?;
@@ -420,8 +424,11 @@ impl bg_core::Tool for Cli {
                 Err(error) => (error_result(error), Some(error.to_string())),
             };
             // After a failed undo the files are in doubt: the marker stays, so
-            // that the next run tests and reloads whatever it finds.
-            let done_with = (record.0 != "rollback failed").then_some(pending_path.as_str());
+            // that the next run tests and reloads whatever it finds. A run
+            // refused before any change wrote no marker: one that is there
+            // is another run's, and stays.
+            let done_with = (record.0 != "rollback failed" && record.0 != "refused")
+                .then_some(pending_path.as_str());
             self.record(host, from, record.0, record.1, done_with);
         }
         result?;
@@ -444,6 +451,8 @@ struct Steps {
     temp_dir: String,
     /// Checks that the target answers; empty: no check.
     check: String,
+    /// `finish` for an interrupted run's files: every undo reloads.
+    mode: &'static str,
     /// One line for logs.
     describe: String,
     /// How to put the previous state back by hand.
@@ -459,6 +468,7 @@ impl Steps {
             undo: change.undo_line()?,
             temp_dir: change.temp_dir(),
             check: String::new(),
+            mode: "",
             describe: change.describe().lines().next().unwrap_or("").to_string(),
             manual: change.manual_undo(),
         })
@@ -473,6 +483,7 @@ impl Steps {
             undo: back.apply_line()?,
             temp_dir: back.temp_dir(),
             check: String::new(),
+            mode: "finish",
             describe: "keep the files as they are".to_string(),
             manual: format!(
                 "to go back, {}",
@@ -911,6 +922,7 @@ impl Cli {
                 record,
                 &steps.temp_dir,
                 &steps.check,
+                steps.mode,
             ],
         )
         .privileged(true)
@@ -1065,6 +1077,25 @@ impl Cli {
                         undone: undone(),
                     }),
                     recorded,
+                );
+            }
+            None if outcome.steps.is_empty() && outcome.marker_written.is_none() => {
+                // It never started (sudo wanted a password, no temporary
+                // directory): nothing was changed.
+                return (
+                    Err(SwitchError::Interrupted {
+                        during: "starting the switch on the host",
+                        from,
+                        error: host.check(&cmd, output).err().unwrap_or_else(|| {
+                            HostError::Command {
+                                host: host.name().to_string(),
+                                command: cmd.to_string(),
+                                output: Box::default(),
+                            }
+                        }),
+                        undone: Undone::Untouched,
+                    }),
+                    false,
                 );
             }
             None => {

@@ -19,11 +19,13 @@ use bg_core::reload::{RELOAD_FUNCTION, Reload, WORKERS_FUNCTION};
 /// to the result, `${11}` `record` to record a success too (no verify
 /// follows), `${12}` the directory whose temporary files of dead runs to
 /// remove first, `${13}` a shell line that checks the target answers (empty:
-/// no check; status 1: nothing answers, and nothing is changed). Prints `BG-TX STEP STATUS` lines, each followed by the
+/// no check; status 1: nothing answers, and nothing is changed), `${14}`
+/// `finish` when the files already say what we want (an interrupted run's):
+/// then every undo is followed by a reload. Prints `BG-TX STEP STATUS` lines, each followed by the
 /// step's stdout and stderr in hex.
 const TRANSACTION_SCRIPT: &str = r#"trap '' HUP PIPE
 marker=$1 note=$2 apply=$3 undo=$4 test=$5 reload=$6 pidfile=$7 secs=$8
-history=$9 line=${10} record=${11} clean=${12} check=${13}
+history=$9 line=${10} record=${11} clean=${12} check=${13} mode=${14}
 t=$(mktemp -d "${TMPDIR:-/tmp}/bg-switch.XXXXXX") || exit 1
 trap 'rm -rf "$t"' EXIT
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
@@ -49,7 +51,11 @@ ended() {
 }
 put_back() {
   if run undo sh -c "$undo"; then result="rolled back"; else result="rollback failed"; fi
-  [ -z "$2" ] || run again sh -c "$reload"
+  # Finishing an interrupted run, nobody knows what nginx has loaded:
+  # reload after any undo, and keep the marker when that fails.
+  if [ -n "$2" ] || [ "$mode" = finish ]; then
+    run again sh -c "$reload" 7>&- 8>&- 9>&- || { [ "$mode" = finish ] && result="rollback failed"; }
+  fi
   ended "$result" "$1"
 }
 last_line() { cat "$t/e" "$t/o" | grep -v '^[[:space:]]*$' | tail -n 1; }
@@ -82,8 +88,8 @@ else
   rm -f -- "$marker.bg-tmp.$$"; echo "BG-TX marker 1"
 fi
 run apply sh -c "$apply" || put_back "changing the files failed: $(last_line)"
-run test sh -c "$test" || put_back "nginx rejected the configuration: $(last_line)"
-run reload reload_wait "$reload" "$pidfile" "$secs" || put_back "reloading nginx failed: $(last_line)" again
+run test sh -c "$test" 7>&- 8>&- 9>&- || put_back "nginx rejected the configuration: $(last_line)"
+run reload reload_wait "$reload" "$pidfile" "$secs" 7>&- 8>&- 9>&- || put_back "reloading nginx failed: $(last_line)" again
 case $(grep '^BG-RELOAD' "$t/o" | tail -n 1) in
   "BG-RELOAD not-yet"*) put_back "nginx did not take the configuration (no new worker processes)" again ;;
 esac
@@ -180,7 +186,7 @@ pub fn parse(stdout: &str) -> Outcome {
                 _ => {
                     let status: i32 = value.trim().parse().unwrap_or(-1);
                     let mut output = Output::default();
-                    if status > 128 {
+                    if (129..=192).contains(&status) {
                         output.signal = Some(format!("{}", status - 128));
                     } else {
                         output.code = Some(status);

@@ -41,7 +41,9 @@ const DRIVER_SCRIPT: &str = r#"# run commands sent on stdin
 end=$1
 t=$(mktemp -d "${TMPDIR:-/tmp}/bg-mux.XXXXXX") || exit 1
 trap 'rm -rf "$t"' EXIT
-trap 'exit 1' HUP INT TERM
+# A run that is gone when an answer is written: end, and clean up (dash
+# would die of SIGPIPE without running the EXIT trap).
+trap 'exit 1' HUP INT TERM PIPE
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 lock() {
   dir=$(dirname -- "$1")
@@ -59,9 +61,9 @@ lock() {
 # Whether head -c reads no further than it is told (GNU, busybox): then a
 # file can come on this channel too, its bytes between two frames.
 if [ "$(printf ab | { head -c 1 >/dev/null 2>&1; cat; })" = b ]; then
-  echo BG-MUX-READY exact
+  printf '\nBG-MUX-READY exact\n'
 else
-  echo BG-MUX-READY
+  printf '\nBG-MUX-READY\n'
 fi
 while IFS= read -r op; do
   cmd=
@@ -150,6 +152,9 @@ struct State {
     /// A lock this run did not get: every later command fails with it,
     /// until the next lock.
     lock_failed: Option<LockFailure>,
+    /// Which driver this is: a lock's release is for the driver it was
+    /// taken on, not a later one.
+    generation: u64,
     /// How many channels this host opened, and frames it sent, for `-vv`.
     channels: usize,
     frames: usize,
@@ -168,6 +173,7 @@ impl MuxHost {
                 release: Vec::new(),
                 unread: Vec::new(),
                 lock_failed: None,
+                generation: 0,
                 channels: 0,
                 frames: 0,
             })),
@@ -216,9 +222,10 @@ impl MuxHost {
             return Err(broken(self, what));
         };
         let mut failed = None;
+        // The answers owed come first: a lock not taken ends the driver
+        // before a file would be sent to it.
         let result = driver
             .send(text.as_bytes())
-            .and_then(|()| feed(driver.as_mut()))
             .and_then(|()| {
                 for owed in unread {
                     if let Some(failure) =
@@ -229,11 +236,15 @@ impl MuxHost {
                         return Err(error);
                     }
                 }
-                read(driver.as_mut(), &mut ready)
-            });
+                Ok(())
+            })
+            .and_then(|()| feed(driver.as_mut()))
+            .and_then(|()| read(driver.as_mut(), &mut ready));
         (state.ready, state.exact_head) = ready;
         if failed.is_some() {
+            // The driver ended at the failure, and every lock with it.
             state.lock_failed = failed;
+            state.held.clear();
         }
         if result.is_err() {
             state.driver = None;
@@ -320,6 +331,7 @@ impl MuxHost {
             if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, cmd)? {
                 let error = self.lock_error(&failure);
                 state.lock_failed = Some(failure);
+                state.held.clear();
                 return Err(error);
             }
         }
@@ -414,7 +426,20 @@ impl MuxHost {
     }
 
     fn ensure_driver(&self, state: &mut State) -> Result<(), HostError> {
+        if state.driver.is_none() && !state.held.is_empty() {
+            // The channel that held this run's lock ended (an error put the
+            // driver out of step): nothing may run as if it were still held.
+            return Err(HostError::Transport {
+                target: self.inner.name().to_string(),
+                during: "holding the run's lock",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the channel that held the lock ended; run again",
+                ),
+            });
+        }
         if state.driver.is_none() {
+            state.generation += 1;
             let cmd = Cmd::script(DRIVER_SCRIPT, &[&state.end]);
             state.driver = Some(self.inner.start(&cmd)?);
             state.ready = false;
@@ -482,7 +507,9 @@ fn read_answer(
                 Some(("E", hex)) => output.stderr = unhex(hex).ok_or_else(|| broken(host, what))?,
                 Some(("R", status)) => {
                     let status: i32 = status.trim().parse().map_err(|_| broken(host, what))?;
-                    if status > 128 {
+                    // 128 + N is how a shell tells a death by signal N; an
+                    // exit status that high is rare, and no signal is above 64.
+                    if (129..=192).contains(&status) {
                         output.signal = Some(super::local::signal_name(status - 128));
                     } else {
                         output.code = Some(status);
@@ -491,7 +518,7 @@ fn read_answer(
                 }
                 _ => return Err(broken(host, what)),
             },
-            Line::NotYet if deadline.is_some() && ready.0 => {
+            Line::NotYet if deadline.is_some_and(|d| Instant::now() >= d) => {
                 return Err(HostError::Timeout {
                     host: host.inner.name().to_string(),
                     command: what.to_string(),
@@ -542,11 +569,15 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 struct Release {
     state: Arc<Mutex<State>>,
     fd: u8,
+    generation: u64,
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.generation != self.generation {
+            return;
+        }
         if let Some(i) = state.held.iter().position(|&fd| fd == self.fd) {
             state.held.remove(i);
             state.release.push(self.fd);
@@ -690,6 +721,7 @@ impl Host for MuxHost {
             _release: Box::new(Release {
                 state: Arc::clone(&self.state),
                 fd,
+                generation: state.generation,
             }),
             path: path.to_string(),
         })
