@@ -202,12 +202,10 @@ impl bg_core::Tool for Cli {
                 .map(|re| format!(", body matching {re}"))
                 .unwrap_or_default()
         ));
-        // With --watch-pid the watch runs from the start, beside the first
-        // probe: a process already dead, or dying while a probe hangs, ends
-        // the check at once, not after --request-timeout.
-        if let (Some(pid), Some(host)) = (self.watch_pid, host) {
-            watch = Some(bg_core::proc::watch(host, pid)?);
-        }
+        // With --watch-pid the watch starts beside the first probe: a
+        // process already dead, or dying while a probe hangs, ends the check
+        // at once, not after --request-timeout.
+        let mut to_watch = self.watch_pid.zip(host);
         loop {
             let asked = Instant::now();
             attempts += 1;
@@ -216,7 +214,7 @@ impl bg_core::Tool for Cli {
                 .request_timeout
                 .min(deadline.saturating_duration_since(asked))
                 .max(Duration::from_millis(100));
-            let answer = match ask(&probe, &self.url, within, watch.as_mut())? {
+            let answer = match ask(&probe, &self.url, within, &mut watch, to_watch.take())? {
                 Some(answer) => answer,
                 None => {
                     return Err(HealthError::Died {
@@ -314,17 +312,17 @@ impl bg_core::Tool for Cli {
 
 /// One probe, watching the process meanwhile when there is a watch:
 /// `None` when the process died before the answer came.
+/// `start`: the process to start watching, beside this probe (the first):
+/// the request goes out while the watch makes its first look.
 fn ask(
     probe: &Probe,
     url: &str,
     within: Duration,
-    watch: Option<&mut bg_core::proc::Watch>,
+    watch: &mut Option<bg_core::proc::Watch>,
+    start: Option<(u32, &dyn Host)>,
 ) -> Result<Option<Answer>, bg_core::HostError> {
-    let Some(watch) = watch else {
+    if watch.is_none() && start.is_none() {
         return Ok(Some(probe.get_within(url, within)));
-    };
-    if watch.gone(Duration::ZERO)? {
-        return Ok(None);
     }
     // The request in a thread of its own, so that the watch is read while
     // it is in flight. A request still running when the process died is
@@ -334,6 +332,15 @@ fn ask(
     std::thread::spawn(move || {
         let _ = tx.send(probe.get_within(&url, within));
     });
+    if let Some((pid, host)) = start {
+        *watch = Some(bg_core::proc::watch(host, pid)?);
+    }
+    let Some(watch) = watch.as_mut() else {
+        return Ok(rx.recv().ok());
+    };
+    if watch.gone(Duration::ZERO)? {
+        return Ok(None);
+    }
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(answer) => return Ok(Some(answer)),
