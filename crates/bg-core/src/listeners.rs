@@ -198,12 +198,6 @@ pub fn wait_free(host: &dyn Host, port: u16, within: Duration) -> Result<bool, H
     Ok(output.stdout_text().lines().any(|l| l == "FREE"))
 }
 
-/// The command [`is_listening`] runs first: to send ahead with others
-/// ([`crate::host::Prefetched::with_commands`]).
-pub fn tables_cmd() -> Cmd {
-    Cmd::script(TABLES_SCRIPT, &[])
-}
-
 /// Whether anything listens on `port`: one read of the TCP tables.
 pub fn is_listening(host: &dyn Host, port: u16) -> Result<bool, HostError> {
     match listening_inodes_on(host, port)? {
@@ -214,7 +208,7 @@ pub fn is_listening(host: &dyn Host, port: u16) -> Result<bool, HostError> {
 
 /// The inodes of the sockets listening on `port`; `None` without /proc.
 fn listening_inodes_on(host: &dyn Host, port: u16) -> Result<Option<Vec<u64>>, HostError> {
-    let cmd = tables_cmd();
+    let cmd = Cmd::script(TABLES_SCRIPT, &[]);
     let output = host.run(&cmd)?;
     if output.code == Some(NO_PROC) {
         return Ok(None);

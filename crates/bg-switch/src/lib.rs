@@ -373,13 +373,7 @@ impl bg_core::Tool for Cli {
                     let (result, recorded) =
                         self.switch_in_one_go(host, &steps, came_from, &pending_path, &note);
                     if !recorded {
-                        let record = match &result {
-                            Ok(()) => ("done", None),
-                            Err(error) => (error_result(error), Some(error.to_string())),
-                        };
-                        let done_with = (record.0 != "rollback failed" && record.0 != "refused")
-                            .then_some(pending_path.as_str());
-                        self.record(host, came_from, record.0, record.1, done_with);
+                        self.record_result(host, came_from, &result, &pending_path);
                     }
                     result?;
                 }
@@ -419,17 +413,7 @@ impl bg_core::Tool for Cli {
             }
         };
         if !recorded {
-            let record = match &result {
-                Ok(()) => ("done", None),
-                Err(error) => (error_result(error), Some(error.to_string())),
-            };
-            // After a failed undo the files are in doubt: the marker stays, so
-            // that the next run tests and reloads whatever it finds. A run
-            // refused before any change wrote no marker: one that is there
-            // is another run's, and stays.
-            let done_with = (record.0 != "rollback failed" && record.0 != "refused")
-                .then_some(pending_path.as_str());
-            self.record(host, from, record.0, record.1, done_with);
+            self.record_result(host, from, &result, &pending_path);
         }
         result?;
         log::info(&format!(
@@ -1189,6 +1173,27 @@ impl Cli {
         Ok(Cmd::script(transaction::CHECK_SCRIPT, &args).to_shell_line(false)?)
     }
 
+    /// Records how a switch ended, when the host did not, and removes the
+    /// marker unless it must stay: after a failed undo the files are in
+    /// doubt, so the marker stays for the next run to test and reload what
+    /// it finds; a run refused before any change wrote no marker, so one
+    /// that is there is another run's, and stays too.
+    fn record_result(
+        &self,
+        host: &dyn Host,
+        from: Option<u16>,
+        result: &Result<(), SwitchError>,
+        pending_path: &str,
+    ) {
+        let (outcome, reason) = match result {
+            Ok(()) => ("done", None),
+            Err(error) => (error_result(error), Some(error.to_string())),
+        };
+        let done_with =
+            (outcome != "rollback failed" && outcome != "refused").then_some(pending_path);
+        self.record(host, from, outcome, reason, done_with);
+    }
+
     fn history_path(&self) -> String {
         self.history_file
             .clone()
@@ -1270,7 +1275,6 @@ impl Cli {
         }
     }
 
-    /// Appends the history line; a failure to record does not undo a switch.
     /// Appends the history line, and removes the marker `pending` when
     /// given: one command on the host. A failure to record does not undo a
     /// switch.

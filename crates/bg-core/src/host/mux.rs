@@ -322,37 +322,31 @@ impl MuxHost {
             text.push_str(&self.with_releases(&mut state, 'X', first_line));
         }
         text.push_str(&self.with_releases(&mut state, 'H', &line));
-        let mut ready = (state.ready, state.exact_head);
-        let unread = std::mem::take(&mut state.unread);
-        let mut driver = state.driver.take().expect("started above");
-        driver.send(text.as_bytes())?;
-        // The driver's own lines must not reach the command's reader.
-        for owed in unread {
-            if let Some(failure) = self.read_owed(driver.as_mut(), &mut ready, owed, cmd)? {
-                let error = self.lock_error(&failure);
-                state.lock_failed = Some(failure);
-                state.held.clear();
-                return Err(error);
-            }
-        }
-        let output = match first {
-            Some(first) => Some(read_answer(
-                driver.as_mut(),
-                &mut ready,
-                first.get_timeout().map(|t| Instant::now() + t),
-                self,
-                first,
-            )?),
-            None => None,
-        };
-        let deadline = Instant::now() + START;
-        while !ready.0 {
-            match driver.line(deadline.saturating_duration_since(Instant::now()))? {
-                Line::Line(line) if line.starts_with("BG-MUX-READY") => ready.0 = true,
-                Line::Line(_) => {}
-                Line::NotYet | Line::Ended => return Err(broken(self, cmd)),
-            }
-        }
+        // The driver's own lines must not reach the command's reader: its
+        // answers owed, `first`'s, and its ready line are read here.
+        let output = self.exchange(
+            &mut state,
+            &text,
+            cmd,
+            |_| Ok(()),
+            |driver, ready| {
+                let output = match first {
+                    Some(first) => Some(read_answer(
+                        driver,
+                        ready,
+                        first.get_timeout().map(|t| Instant::now() + t),
+                        self,
+                        first,
+                    )?),
+                    None => None,
+                };
+                if !wait_ready(driver, ready)? {
+                    return Err(broken(self, cmd));
+                }
+                Ok(output)
+            },
+        )?;
+        let driver = state.driver.take().ok_or_else(|| broken(self, cmd))?;
         state.held.clear();
         Ok((output, driver))
     }
@@ -365,21 +359,13 @@ impl MuxHost {
             return Ok(false);
         }
         self.ensure_driver(&mut state)?;
-        let deadline = Instant::now() + START;
-        while !state.ready {
-            let driver = state.driver.as_mut().expect("started above");
-            match driver.line(deadline.saturating_duration_since(Instant::now()))? {
-                Line::Line(line) if line.starts_with("BG-MUX-READY") => {
-                    state.ready = true;
-                    state.exact_head = line.ends_with(" exact");
-                }
-                Line::Line(_) => {}
-                Line::NotYet | Line::Ended => {
-                    state.driver = None;
-                    return Ok(false);
-                }
-            }
+        let mut ready = (state.ready, state.exact_head);
+        let driver = state.driver.as_mut().expect("started above");
+        if !wait_ready(driver.as_mut(), &mut ready)? {
+            state.driver = None;
+            return Ok(false);
         }
+        (state.ready, state.exact_head) = ready;
         Ok(state.exact_head)
     }
 
@@ -476,6 +462,22 @@ fn end_line() -> String {
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("--bg-end-{hex}")
+}
+
+/// Reads the login shell's lines up to the driver's ready line, unless it
+/// was read already; `false` when it did not come within [`START`].
+fn wait_ready(driver: &mut dyn Running, ready: &mut (bool, bool)) -> Result<bool, HostError> {
+    let deadline = Instant::now() + START;
+    while !ready.0 {
+        match driver.line(deadline.saturating_duration_since(Instant::now()))? {
+            Line::Line(line) if line.starts_with("BG-MUX-READY") => {
+                *ready = (true, line.ends_with(" exact"));
+            }
+            Line::Line(_) => {}
+            Line::NotYet | Line::Ended => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// Reads one answer: `O...`, `E...`, `R...`. Lines before the driver's
