@@ -25,8 +25,12 @@ use super::{Host, Input, Line, Lock, Output, Running};
 use crate::cmd::Cmd;
 use crate::error::HostError;
 
-/// The driver. `$1` is the line that ends a frame. Frames are an op line,
-/// the command's lines, then that end line:
+/// The driver. `$1` is the line that ends a frame, `$2` the first frames
+/// (may be empty): they travel with the channel's exec request, and their
+/// answers come back a round trip sooner than if they waited for the
+/// channel to be open (OpenSSH forwards stdin only once the exec request
+/// is answered). Frames are an op line, the command's lines, then that end
+/// line:
 /// - `X`: run the command in a subshell, stdin from /dev/null;
 /// - `L`: the words `PATH SECONDS HOLDER FD`: take a lock in this shell,
 ///   and end after answering when it could not: nothing sent after it runs;
@@ -65,28 +69,38 @@ if [ "$(printf ab | { head -c 1 >/dev/null 2>&1; cat; })" = b ]; then
 else
   printf '\nBG-MUX-READY\n'
 fi
-while IFS= read -r op; do
-  cmd=
-  while IFS= read -r l; do
-    [ "$l" = "$end" ] && break
-    cmd="${cmd:+$cmd
+# The channel, kept on fd 3 while the first frames come from a file; no
+# command but a hand-over gets it.
+exec 3<&0
+serve() {
+  while IFS= read -r op; do
+    cmd=
+    while IFS= read -r l; do
+      [ "$l" = "$end" ] && break
+      cmd="${cmd:+$cmd
 }$l"
+    done
+    case $op in
+      X) ( eval "$cmd" ) </dev/null 3<&- >"$t/o" 2>"$t/e"; rc=$? ;;
+      L) eval "set -- $cmd"; lock "$@" </dev/null 3<&- >"$t/o" 2>"$t/e"; rc=$? ;;
+      U) case $cmd in [789]) eval "exec $cmd>&-" ;; esac; : >"$t/o"; : >"$t/e"; rc=0 ;;
+      S) IFS= read -r len || exit 2
+         # What the command leaves unread is drained: the next frame follows.
+         head -c "$len" | { ( eval "$cmd" ) 3<&- >"$t/o" 2>"$t/e"; rc=$?; cat >/dev/null; exit "$rc"; }
+         rc=$? ;;
+      H) exec <&3 3<&-; eval "$cmd"; exit ;;
+      *) exit 2 ;;
+    esac
+    printf 'O%s\nE%s\nR%s\n' "$(hex "$t/o")" "$(hex "$t/e")" "$rc"
+    # No command may run after a lock we did not get.
+    if [ "$op" = L ] && [ "$rc" != 0 ]; then exit 0; fi
   done
-  case $op in
-    X) ( eval "$cmd" ) </dev/null >"$t/o" 2>"$t/e"; rc=$? ;;
-    L) eval "set -- $cmd"; lock "$@" </dev/null >"$t/o" 2>"$t/e"; rc=$? ;;
-    U) case $cmd in [789]) eval "exec $cmd>&-" ;; esac; : >"$t/o"; : >"$t/e"; rc=0 ;;
-    S) IFS= read -r len || exit 2
-       # What the command leaves unread is drained: the next frame follows.
-       head -c "$len" | { ( eval "$cmd" ) >"$t/o" 2>"$t/e"; rc=$?; cat >/dev/null; exit "$rc"; }
-       rc=$? ;;
-    H) eval "$cmd"; exit ;;
-    *) exit 2 ;;
-  esac
-  printf 'O%s\nE%s\nR%s\n' "$(hex "$t/o")" "$(hex "$t/e")" "$rc"
-  # No command may run after a lock we did not get.
-  if [ "$op" = L ] && [ "$rc" != 0 ]; then exit 0; fi
-done
+}
+if [ -n "$2" ]; then
+  printf '%s' "$2" > "$t/first"
+  serve < "$t/first"
+fi
+serve
 "#;
 
 /// An answer the driver owes us.
@@ -119,6 +133,10 @@ const BETWEEN_FRAMES_MAX: u64 = 8 * 1024 * 1024;
 /// How long the driver may take to start: the login shell runs first.
 const START: Duration = Duration::from_secs(30);
 
+/// The most frame text that goes with a driver's start: the whole command
+/// is one argument of the remote shell, and Linux takes at most 128 KiB.
+const INLINE_MAX: usize = 32 * 1024;
+
 /// A host whose commands all go over one channel of `inner`.
 pub struct MuxHost {
     inner: Box<dyn Host>,
@@ -134,6 +152,9 @@ impl std::fmt::Debug for MuxHost {
 struct State {
     /// The driver, once started; `None` again after it was handed over or broke.
     driver: Option<Box<dyn Running>>,
+    /// A driver begun but not started yet: the frames that go with its
+    /// start ([`MuxHost::launch`]).
+    queued: Option<String>,
     /// Whether the driver has said it is ready (lines before that are the
     /// login shell's).
     ready: bool,
@@ -166,6 +187,7 @@ impl MuxHost {
             inner,
             state: Arc::new(Mutex::new(State {
                 driver: None,
+                queued: None,
                 ready: false,
                 exact_head: false,
                 end: end_line(),
@@ -194,28 +216,32 @@ impl MuxHost {
         if let Some(failure) = &state.lock_failed {
             return Err(self.lock_error(failure));
         }
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
         let text = self.with_releases(&mut state, op, body);
         self.exchange(
             &mut state,
             &text,
+            true,
             what,
             |_| Ok(()),
             |driver, ready| read_answer(driver, ready, deadline, self, what),
         )
     }
 
-    /// Sends `text`, then what `feed` sends, reads the answers owed, then
-    /// what `read` reads. A lock found not taken is remembered; any error
-    /// leaves the driver out of step, and the next command starts another.
+    /// Sends `text` (with the driver's start when it is not started yet and
+    /// `inline`), then what `feed` sends, reads the answers owed, then what
+    /// `read` reads. A lock found not taken is remembered; any error leaves
+    /// the driver out of step, and the next command starts another.
     fn exchange<T>(
         &self,
         state: &mut State,
         text: &str,
+        inline: bool,
         what: &Cmd,
         feed: impl FnOnce(&mut dyn Running) -> Result<(), HostError>,
         read: impl FnOnce(&mut dyn Running, &mut (bool, bool)) -> Result<T, HostError>,
     ) -> Result<T, HostError> {
+        let sent = self.launch(state, inline.then_some(text))?;
         let mut ready = (state.ready, state.exact_head);
         let unread = std::mem::take(&mut state.unread);
         let Some(driver) = state.driver.as_mut() else {
@@ -224,8 +250,12 @@ impl MuxHost {
         let mut failed = None;
         // The answers owed come first: a lock not taken ends the driver
         // before a file would be sent to it.
-        let result = driver
-            .send(text.as_bytes())
+        let send = if sent {
+            Ok(())
+        } else {
+            driver.send(text.as_bytes())
+        };
+        let result = send
             .and_then(|()| {
                 for owed in unread {
                     if let Some(failure) =
@@ -316,7 +346,7 @@ impl MuxHost {
         if let Some(failure) = &state.lock_failed {
             return Err(self.lock_error(failure));
         }
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
         let mut text = String::new();
         if let Some(first_line) = &first_line {
             text.push_str(&self.with_releases(&mut state, 'X', first_line));
@@ -327,6 +357,7 @@ impl MuxHost {
         let output = self.exchange(
             &mut state,
             &text,
+            true,
             cmd,
             |_| Ok(()),
             |driver, ready| {
@@ -358,7 +389,8 @@ impl MuxHost {
         if state.lock_failed.is_some() {
             return Ok(false);
         }
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
+        self.launch(&mut state, None)?;
         let mut ready = (state.ready, state.exact_head);
         let driver = state.driver.as_mut().expect("started above");
         if !wait_ready(driver.as_mut(), &mut ready)? {
@@ -385,7 +417,7 @@ impl MuxHost {
         if let Some(failure) = &state.lock_failed {
             return Err(self.lock_error(failure));
         }
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
         let mut text = self.with_releases(&mut state, 'S', line);
         text.push_str(&format!("{len}\n"));
         let feed = |driver: &mut dyn Running| {
@@ -406,13 +438,19 @@ impl MuxHost {
             }
             Ok(())
         };
-        self.exchange(&mut state, &text, what, feed, |driver, ready| {
+        // Not with the start: the file's bytes follow the frame.
+        self.exchange(&mut state, &text, false, what, feed, |driver, ready| {
             read_answer(driver, ready, None, self, what)
         })
     }
 
-    fn ensure_driver(&self, state: &mut State) -> Result<(), HostError> {
-        if state.driver.is_none() && !state.held.is_empty() {
+    /// Makes sure a driver is started or about to be: a new one holds no
+    /// lock, and its frames wait in `queued` until [`MuxHost::launch`].
+    fn begin(&self, state: &mut State) -> Result<(), HostError> {
+        if state.driver.is_some() || state.queued.is_some() {
+            return Ok(());
+        }
+        if !state.held.is_empty() {
             // The channel that held this run's lock ended (an error put the
             // driver out of step): nothing may run as if it were still held.
             return Err(HostError::Transport {
@@ -424,23 +462,45 @@ impl MuxHost {
                 ),
             });
         }
-        if state.driver.is_none() {
-            state.generation += 1;
-            let cmd = Cmd::script(DRIVER_SCRIPT, &[&state.end]);
-            state.driver = Some(self.inner.start(&cmd)?);
-            state.ready = false;
-            state.exact_head = false;
-            state.channels += 1;
-            // A fresh driver holds no lock.
-            state.held.clear();
-            state.release.clear();
-            crate::log::debug(&format!(
-                "{}: channel {} opened for this run's commands",
-                self.inner.name(),
-                state.channels
-            ));
-        }
+        state.generation += 1;
+        state.queued = Some(String::new());
+        state.ready = false;
+        state.exact_head = false;
+        state.release.clear();
         Ok(())
+    }
+
+    /// Starts the begun driver with its queued frames, and `more` too when
+    /// given and small enough: `true` when `more` went with the start.
+    fn launch(&self, state: &mut State, more: Option<&str>) -> Result<bool, HostError> {
+        if state.driver.is_some() {
+            return Ok(false);
+        }
+        let Some(mut first) = state.queued.take() else {
+            return Ok(false);
+        };
+        let with_more = more.filter(|more| first.len() + more.len() <= INLINE_MAX);
+        if let Some(more) = with_more {
+            first.push_str(more);
+        }
+        let rest = if first.len() > INLINE_MAX {
+            std::mem::take(&mut first)
+        } else {
+            String::new()
+        };
+        let cmd = Cmd::script(DRIVER_SCRIPT, &[&state.end, &first]);
+        let mut driver = self.inner.start(&cmd)?;
+        if !rest.is_empty() {
+            driver.send(rest.as_bytes())?;
+        }
+        state.driver = Some(driver);
+        state.channels += 1;
+        crate::log::debug(&format!(
+            "{}: channel {} opened for this run's commands",
+            self.inner.name(),
+            state.channels
+        ));
+        Ok(with_more.is_some())
     }
 
     /// Channels opened so far: the driver's, and one per upload.
@@ -651,7 +711,7 @@ impl Host for MuxHost {
         if let Some(failure) = &state.lock_failed {
             return Err(self.lock_error(failure));
         }
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
         let mut text = String::new();
         for line in &lines {
             text.push_str(&self.with_releases(&mut state, 'X', line));
@@ -659,6 +719,7 @@ impl Host for MuxHost {
         self.exchange(
             &mut state,
             &text,
+            true,
             last,
             |_| Ok(()),
             |driver, ready| {
@@ -704,12 +765,16 @@ impl Host for MuxHost {
         let seconds = format!("{:.3}", timeout.as_secs_f64());
         let holder = holder.replace(['\n', '\r'], " ");
         let words = crate::quote::join(&[path, &seconds, &holder, &fd.to_string()])?;
-        self.ensure_driver(&mut state)?;
+        self.begin(&mut state)?;
         let text = self.with_releases(&mut state, 'L', &words);
-        let driver = state.driver.as_mut().expect("started above");
-        if let Err(e) = driver.send(text.as_bytes()) {
-            state.driver = None;
-            return Err(e);
+        if let Some(driver) = state.driver.as_mut() {
+            if let Err(e) = driver.send(text.as_bytes()) {
+                state.driver = None;
+                return Err(e);
+            }
+        } else {
+            // Not started yet: the lock goes with the start.
+            state.queued.get_or_insert_default().push_str(&text);
         }
         state.unread.push(Unread::Lock(LockFailure {
             path: path.to_string(),
