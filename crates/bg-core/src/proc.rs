@@ -50,7 +50,8 @@ const WATCH_EVERY: &str = "0.1";
 /// A process on the host, watched by one command that keeps running there
 /// (one SSH channel for the whole wait, not one per look).
 pub struct Watch {
-    running: Box<dyn Running>,
+    /// `None` only while dropping.
+    running: Option<Box<dyn Running>>,
     pid: u32,
     host: String,
     /// The process was already gone at the first look.
@@ -93,10 +94,20 @@ pub fn start_and_watch(
     Ok((output, Some(watch)))
 }
 
+impl Drop for Watch {
+    /// The watch ends on the host when its input does: no need to wait a
+    /// round trip for its channel to close.
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.finish();
+        }
+    }
+}
+
 /// Waits for the watch's first look.
 fn first_look(running: Box<dyn Running>, pid: u32, host: &str) -> Result<Watch, HostError> {
     let mut watch = Watch {
-        running,
+        running: Some(running),
         pid,
         host: host.to_string(),
         gone: false,
@@ -145,7 +156,8 @@ impl Watch {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.running.line(left)? {
+            let running = self.running.as_mut().expect("taken only by drop");
+            match running.line(left)? {
                 Line::Line(line) if line == "ALIVE" => return Ok(Some("ALIVE")),
                 Line::Line(line) if line == "GONE" => return Ok(Some("GONE")),
                 Line::Line(_) => {}

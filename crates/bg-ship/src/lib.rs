@@ -261,6 +261,13 @@ const SETTLE_UPLOAD_SCRIPT: &str = r#"# rename the checked upload into place
 if [ "$3" = keep ]; then mv -f -- "$1" "$2"; else rm -f -- "$1"; fi
 "#;
 
+/// `$1` the checked upload, `$2` its real name: put in place, then (after
+/// `shift 2`) [`START_SCRIPT`] with its own arguments.
+const RENAME_THEN: &str = r#"# put the checked upload in place, then start the app
+mv -f -- "$1" "$2" || exit 1
+shift 2
+"#;
+
 /// One of our scripts with the checksum function it uses.
 fn with_sha256(title: &str, script: &str) -> String {
     format!("# {title}\n{}{script}", bg_core::host::SHA256_FUNCTION)
@@ -438,6 +445,8 @@ impl Cli {
             }
             _ => (true, self.upload(host, &partial, &remote, plan)?),
         };
+        // A checked upload goes into place with the start: one round trip less.
+        let rename = (sent && !self.no_start).then_some((partial.as_str(), remote.as_str()));
 
         // Before the start: the start hands the channel to the watch, and
         // the shipped jar is never pruned anyway.
@@ -466,6 +475,7 @@ impl Cli {
                 &self.env,
                 &argv,
                 self.settle,
+                rename,
             )?);
         }
 
@@ -577,8 +587,8 @@ impl Cli {
     }
 
     /// Sends the file to `partial`, checks its sha256 there against ours,
-    /// renames it to `remote`; the sha256. Until the rename, nothing is
-    /// under the real name.
+    /// renames it to `remote` (or leaves that to the start, which follows);
+    /// the sha256. Until the rename, nothing is under the real name.
     fn upload(
         &self,
         host: &dyn Host,
@@ -635,11 +645,13 @@ impl Cli {
         let grew = file.read(&mut [0u8; 1]).map_err(artifact_error)? != 0;
         let same = !grew && Stamp::of(&file.metadata().map_err(artifact_error)?) == plan.stamp;
         let intact = same && found == ours;
-        let settle = Cmd::script(
-            SETTLE_UPLOAD_SCRIPT,
-            &[partial, remote, if intact { "keep" } else { "drop" }],
-        );
-        host.run_ok(&settle)?;
+        if !intact || self.no_start {
+            let settle = Cmd::script(
+                SETTLE_UPLOAD_SCRIPT,
+                &[partial, remote, if intact { "keep" } else { "drop" }],
+            );
+            host.run_ok(&settle)?;
+        }
         if !same {
             return Err(changed());
         }
@@ -695,10 +707,19 @@ fn start_and_settle(
     env: &[(String, String)],
     argv: &[String],
     within: Duration,
+    rename: Option<(&str, &str)>,
 ) -> Result<u32, Box<dyn Failure>> {
     let args = start_args(dir, log, pid_file, env, argv);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let starter = Cmd::script(START_SCRIPT, &args).timeout(Duration::from_secs(30));
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let starter = match rename {
+        Some((partial, remote)) => {
+            args.splice(0..0, [partial, remote]);
+            let script = format!("{RENAME_THEN}{START_SCRIPT}");
+            Cmd::script(&script, &args)
+        }
+        None => Cmd::script(START_SCRIPT, &args),
+    }
+    .timeout(Duration::from_secs(30));
     let begun = Instant::now();
     let (output, watch) = bg_core::proc::start_and_watch(host, &starter, pid_file)?;
     let output = host.check(&starter, output)?;
