@@ -375,3 +375,63 @@ fn a_grace_longer_than_the_timeout_is_exit_2_and_a_dry_run_says_so() {
     dry.code(0);
     assert!(dry.stdout.contains("BG_DRY_RUN=true\n"), "{}", dry.stdout);
 }
+
+both_ways!(
+    a_stopped_apps_pid_file_is_removed_and_a_live_ones_kept,
+    |host_args: &[String], dir: &Path| {
+        // As bg-ship leaves them: the pid file and its record, per port. A
+        // directory with a space and a quote reaches the host quoted.
+        let deploy = dir.join("it's deployed");
+        std::fs::create_dir_all(&deploy).unwrap();
+        let deploy_arg = deploy.to_str().unwrap();
+        let port = free_port();
+        let mut app = App::start_ready(port, &[], &dir.join("app.log"));
+        let pid_file = deploy.join(format!("app-{port}.pid"));
+        let record = deploy.join(format!("app-{port}.json"));
+        std::fs::write(&pid_file, format!("{}\n", app.pid())).unwrap();
+        std::fs::write(&record, "{}\n").unwrap();
+        // Another port's pid file, its process alive: not ours to touch.
+        let other = free_port();
+        let other_pid_file = deploy.join(format!("app-{other}.pid"));
+        std::fs::write(&other_pid_file, format!("{}\n", std::process::id())).unwrap();
+
+        let run = stop(port, dir, host_args)
+            .args(["--deploy-path", deploy_arg])
+            .run();
+        run.code(0);
+        assert!(app.wait_exit(Duration::from_secs(10)).is_some());
+        assert!(
+            !pid_file.exists(),
+            "the stopped app's pid file is left: {}",
+            run.stderr
+        );
+        assert!(!record.exists(), "its record is left");
+        assert!(run.stderr.contains("its process is gone"), "{}", run.stderr);
+
+        // A pid file left by an app that died by itself: nothing listens,
+        // and it goes too. One whose process lives stays.
+        std::fs::write(&pid_file, format!("{}\n", app.pid())).unwrap();
+        std::fs::write(&other_pid_file, format!("{}\n", std::process::id())).unwrap();
+        stop(port, dir, host_args)
+            .args(["--deploy-path", deploy_arg])
+            .run()
+            .code(0);
+        assert!(!pid_file.exists(), "a dead app's pid file is left");
+        stop(other, dir, host_args)
+            .args(["--deploy-path", deploy_arg])
+            .run()
+            .code(0);
+        assert!(
+            other_pid_file.exists(),
+            "a live process's pid file was removed"
+        );
+
+        // A dry run removes nothing.
+        std::fs::write(&pid_file, format!("{}\n", app.pid())).unwrap();
+        stop(port, dir, host_args)
+            .args(["--deploy-path", deploy_arg, "--dry-run"])
+            .run()
+            .code(0);
+        assert!(pid_file.exists(), "a dry run removed the pid file");
+    }
+);

@@ -103,13 +103,19 @@ if command -v fuser >/dev/null 2>&1; then echo fuser; fuser -n tcp "$1" 2>/dev/n
 echo none
 "#;
 
+/// The command [`find`] runs: the listening sockets and their owners in one
+/// command (one round trip); our parser of the tables decides which sockets
+/// count. Public so that a caller can send it with others
+/// ([`crate::host::Prefetched::with_commands`]).
+pub fn find_cmd(port: u16) -> Cmd {
+    let script = format!("{FIND_SCRIPT}{OWNERS_SCRIPT}");
+    Cmd::script(&script, &[&proc_port(port)]).privileged(true)
+}
+
 /// Finds every process listening on `port`. Looking at other users'
 /// processes is privileged: with `--sudo` it runs through `sudo -n`.
 pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
-    // The listening sockets and their owners in one command (one round
-    // trip); our parser of the tables decides which sockets count.
-    let script = format!("{FIND_SCRIPT}{OWNERS_SCRIPT}");
-    let cmd = Cmd::script(&script, &[&proc_port(port)]).privileged(true);
+    let cmd = find_cmd(port);
     let output = host.run(&cmd)?;
     if output.code == Some(NO_PROC) && output.signal.is_none() {
         return fallback(host, port);

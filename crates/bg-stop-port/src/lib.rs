@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
-use bg_core::host::{Host, holder_description};
+use bg_core::host::{Host, Prefetched, holder_description};
 use bg_core::listeners;
 use bg_core::{Cmd, Code, Failure, HostError, Report};
 use clap::Parser;
@@ -48,6 +48,12 @@ pub struct Cli {
     /// Show what would be stopped; signal nothing
     #[arg(long, env = "BG_DRY_RUN")]
     pub dry_run: bool,
+
+    /// The app's directory, as bg-ship's --deploy-path: once the port is free, the pid file
+    /// there (app-PORT.pid) is removed when its process is gone, with bg-ship's record of the
+    /// start beside it (app-PORT.json)
+    #[arg(long, env = "BG_DEPLOY_PATH", value_parser = bg_core::cli::parse_host_path, value_name = "DIR")]
+    pub deploy_path: Option<String>,
 
     #[command(flatten)]
     pub lock: LockArgs,
@@ -191,7 +197,26 @@ impl Cli {
             )?)
         };
 
-        let found = find(host, port)?;
+        // The stale pid file goes with the look, and again with each signal:
+        // no round trip of its own.
+        let forget = match (&self.deploy_path, self.dry_run) {
+            (Some(dir), false) => Some(forget_cmd(dir, port, &[])),
+            _ => None,
+        };
+        let found = match &forget {
+            Some(forget) => {
+                let both = Prefetched::with_commands(
+                    host,
+                    &[],
+                    false,
+                    &[listeners::find_cmd(port), forget.clone()],
+                );
+                let found = find(&both, port)?;
+                report_forgotten(both.answer(forget));
+                found
+            }
+            None => find(host, port)?,
+        };
         if found.sockets == 0 {
             bg_core::log::info(&format!(
                 "nothing listens on port {port} on {}",
@@ -238,7 +263,12 @@ impl Cli {
         ));
         let grace_end = start + grace;
         let mut killed = self.signal == "KILL";
-        let mut free = signal_and_wait(host, &self.signal, &found.pids(), port, grace_end)?;
+        let forget = self
+            .deploy_path
+            .as_ref()
+            .map(|dir| forget_cmd(dir, port, &found.pids()));
+        let forget = forget.as_ref();
+        let mut free = signal_and_wait(host, &self.signal, &found.pids(), port, grace_end, forget)?;
         if !free && !killed {
             let now = find(host, port)?;
             let mut pids = found.pids();
@@ -259,6 +289,7 @@ impl Cli {
                 &pids,
                 port,
                 deadline.max(Instant::now() + AFTER_KILL),
+                forget,
             )?;
         }
         if !free && !wait_free(host, port, deadline.max(Instant::now() + AFTER_KILL))? {
@@ -324,6 +355,7 @@ fn signal_and_wait(
     pids: &[u32],
     port: u16,
     until: Instant,
+    forget: Option<&Cmd>,
 ) -> Result<bool, HostError> {
     if pids.is_empty() {
         return wait_free(host, port, until);
@@ -343,7 +375,15 @@ fn signal_and_wait(
     let cmd = Cmd::script(&script, &args)
         .privileged(true)
         .timeout(within + Duration::from_secs(30));
-    let output = host.run(&cmd)?;
+    let output = match forget {
+        Some(forget) => {
+            let mut outputs = host.run_all(&[cmd.clone(), forget.clone()])?.into_iter();
+            let output = outputs.next().unwrap_or_default();
+            report_forgotten(outputs.next().as_ref());
+            output
+        }
+        None => host.run(&cmd)?,
+    };
     let stdout = output.stdout_text();
     let Some(status) = stdout
         .lines()
@@ -372,6 +412,53 @@ fn signal_and_wait(
     }
     let output = host.check(&cmd, output)?;
     Ok(output.stdout_text().lines().any(|l| l == "FREE"))
+}
+
+/// `$1` a pid file, then the pids just stopped: the file is removed, with
+/// the record beside it (`.json`), when it names one of them (a JVM lets go
+/// of its port before its shutdown ends) or a process that is gone (or a
+/// zombie). Prints `BG-FORGOT FILE` when it removed it.
+const FORGET_SCRIPT: &str = r#"# forget the pid file of a stopped process
+f=$1; shift
+[ -f "$f" ] || exit 0
+pid=$(head -n 1 -- "$f" 2>/dev/null)
+case $pid in ''|*[!0-9]*) exit 0 ;; esac
+stopped=
+for p in "$@"; do [ "$p" = "$pid" ] && stopped=1; done
+if [ -z "$stopped" ]; then
+  if [ -d /proc/self ]; then
+    state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
+    [ -n "$state" ] && [ "$state" != Z ] && exit 0
+  else
+    kill -0 "$pid" 2>/dev/null && exit 0
+  fi
+fi
+rm -f -- "$f" "${f%.pid}.json" && printf 'BG-FORGOT %s\n' "$f"
+"#;
+
+/// [`FORGET_SCRIPT`] for the pid file bg-ship writes for `port` in `dir`.
+fn forget_cmd(dir: &str, port: u16, stopped: &[u32]) -> Cmd {
+    let dir = dir.trim_end_matches('/');
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let mut args = vec![format!("{dir}/app-{port}.pid")];
+    args.extend(stopped.iter().map(u32::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Cmd::script(FORGET_SCRIPT, &args)
+}
+
+/// Says what [`FORGET_SCRIPT`] removed; a failure to look is only a warning.
+fn report_forgotten(output: Option<&bg_core::host::Output>) {
+    let Some(output) = output else { return };
+    let text = output.stdout_text();
+    for file in text.lines().filter_map(|l| l.strip_prefix("BG-FORGOT ")) {
+        bg_core::log::info(&format!("removed {file}: its process is gone"));
+    }
+    if !output.success() {
+        bg_core::log::warn(&format!(
+            "could not look at the app's pid file: {}",
+            output.stderr_text().trim()
+        ));
+    }
 }
 
 /// Waits until nothing listens on `port` (`true`) or `until` passes (`false`).

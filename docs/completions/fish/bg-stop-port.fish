@@ -3,6 +3,7 @@ complete -c bg-stop-port -l protect-port -d 'Never stop this port (the active on
 complete -c bg-stop-port -l signal -d 'First signal: TERM, INT, HUP, QUIT, USR1, USR2 or KILL (a SIG prefix or number is fine)' -r
 complete -c bg-stop-port -l grace -d 'How long to wait after the first signal before sending KILL; longer than --timeout is exit 2 [default: 30s, or --timeout when that is shorter]' -r
 complete -c bg-stop-port -l timeout -d 'How long in all before giving up with exit 1 (the port still busy)' -r
+complete -c bg-stop-port -l deploy-path -d 'The app\'s directory, as bg-ship\'s --deploy-path: once the port is free, the pid file there (app-PORT.pid) is removed when its process is gone, with bg-ship\'s record of the start beside it (app-PORT.json)' -r
 complete -c bg-stop-port -l lock-timeout -d 'How long to wait for another run holding the same lock before exiting 5' -r
 complete -c bg-stop-port -l lock-dir -d 'Directory of the lock files on the host' -r
 complete -c bg-stop-port -l host -d 'Act on this host over SSH instead of the local machine' -r

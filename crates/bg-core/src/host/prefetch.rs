@@ -82,6 +82,13 @@ impl<'a> Prefetched<'a> {
     }
 }
 
+impl Prefetched<'_> {
+    /// The answer `cmd` got in the batch, if it was in it and the batch ran.
+    pub fn answer(&self, cmd: &Cmd) -> Option<&Output> {
+        self.answers.get(cmd)
+    }
+}
+
 /// The batch's answers, or `None` when its output is not exactly one
 /// record per path.
 fn parse(paths: &[String], mut out: &[u8]) -> Option<HashMap<String, Option<Vec<u8>>>> {
