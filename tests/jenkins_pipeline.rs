@@ -506,6 +506,13 @@ fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous(
     assert_eq!(lines.len(), 4, "{history}");
     assert_eq!(lines[0]["actor"], "jenkins-bg-deploy-1", "{history}");
     assert_eq!(lines[3]["actor"], "jenkins-bg-rollback-4", "{history}");
+    // With the versions on both sides, and what each switch was.
+    assert_eq!(lines[1]["kind"], "deploy", "{history}");
+    assert_eq!(lines[1]["from_version"], "1.0.0", "{history}");
+    assert_eq!(lines[1]["to_version"], "1.1.0", "{history}");
+    assert_eq!(lines[3]["kind"], "rollback", "{history}");
+    assert_eq!(lines[3]["from_version"], "1.2.0", "{history}");
+    assert_eq!(lines[3]["to_version"], "1.1.0", "{history}");
     eprintln!("test took {:?}", begun.elapsed());
 }
 

@@ -11,7 +11,8 @@
 //! one line in the history file.
 
 pub mod change;
-pub mod transaction;
+pub mod history;
+mod transaction;
 
 use std::time::{Duration, Instant};
 
@@ -38,8 +39,31 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 #[command(name = "bg-switch", version, max_term_width = 100)]
 pub struct Cli {
     /// The port to make active: the blue or the green port
-    #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT")]
-    pub port: u16,
+    #[arg(long, env = "BG_PORT", value_parser = parse_port, value_name = "PORT", required_unless_present = "previous")]
+    pub port: Option<u16>,
+
+    /// Switch back to the other color (a rollback), only when its app is alive and --url answers
+    /// healthy there; else exit 3, nothing changed
+    #[arg(long, conflicts_with = "port")]
+    pub previous: bool,
+
+    /// With --previous: the other color's health URL, probed from here before any change;
+    /// {port} is filled with its port (e.g. http://10.0.0.5:{port}/actuator/health)
+    #[arg(long, env = "BG_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// With --url: healthy statuses, a list or ranges (200,204,300-399)
+    #[arg(
+        long,
+        env = "BG_EXPECT_STATUS",
+        default_value = "200-299",
+        value_name = "LIST"
+    )]
+    pub expect_status: bg_core::http::StatusSet,
+
+    /// With --url: a regex the body must match
+    #[arg(long, env = "BG_EXPECT_BODY", value_name = "REGEX")]
+    pub expect_body: Option<regex::Regex>,
 
     /// Checks nginx's configuration after the change, before the reload
     #[arg(
@@ -105,6 +129,16 @@ pub struct Cli {
     #[arg(long, env = "BG_HISTORY_FILE", value_parser = bg_core::cli::parse_host_path, value_name = "FILE")]
     pub history_file: Option<String>,
 
+    /// The version going live, for the history line (gradle-version's BG_VERSION) [default: as
+    /// bg-ship recorded it in --deploy-path, else as the history last saw the port]
+    #[arg(long, env = "BG_VERSION", value_parser = bg_core::cli::parse_name, value_name = "VERSION")]
+    pub app_version: Option<String>,
+
+    /// The app's directory, when nginx runs on the app host: the jar and version bg-ship recorded
+    /// there for each port (app-PORT.json) go into the history line
+    #[arg(long, env = "BG_DEPLOY_PATH", value_parser = bg_core::cli::parse_host_path, value_name = "DIR")]
+    pub deploy_path: Option<String>,
+
     /// Say what would change, and change nothing
     #[arg(long, env = "BG_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
@@ -120,6 +154,11 @@ pub struct Cli {
 
     #[command(flatten, next_help_heading = "Output")]
     pub output: OutputArgs,
+
+    /// What the history line says beyond the switch itself: its kind, and
+    /// the version and jar on each side (found by [`Cli::run`]).
+    #[arg(skip)]
+    pub history_extra: serde_json::Map<String, Value>,
 }
 
 /// How a failed switch ended: was the previous state put back?
@@ -183,6 +222,19 @@ pub enum SwitchError {
     )]
     TargetDown { port: u16, what: String },
 
+    #[error(
+        "--previous: nothing is active on site {site}, so there is no other color to go back to"
+    )]
+    NothingActive { site: String },
+
+    #[error("port {port} ({color}) is not healthy at {url}: {seen}; nothing was changed")]
+    Unhealthy {
+        port: u16,
+        color: &'static str,
+        url: String,
+        seen: String,
+    },
+
     #[error("{path} holds more than `upstream {name}`: {what}")]
     NotManaged {
         path: String,
@@ -245,7 +297,9 @@ impl Failure for SwitchError {
             SwitchError::NotAColor { .. } => Code::Usage,
             SwitchError::NoUpstreamFile { .. }
             | SwitchError::NotManaged { .. }
-            | SwitchError::TargetDown { .. } => Code::Unsafe,
+            | SwitchError::TargetDown { .. }
+            | SwitchError::NothingActive { .. }
+            | SwitchError::Unhealthy { .. } => Code::Unsafe,
             SwitchError::Rejected { .. }
             | SwitchError::ReloadFailed { .. }
             | SwitchError::NotReloaded { .. }
@@ -265,6 +319,12 @@ impl Failure for SwitchError {
             SwitchError::NoUpstreamFile { .. } => {
                 "check --upstream-file, or pass --init to write the first one".to_string()
             }
+            SwitchError::NothingActive { .. } => {
+                "check the site's files with bg-detect-port; switch with --port PORT".to_string()
+            }
+            SwitchError::Unhealthy { port, .. } => format!(
+                "the app on port {port} cannot take the traffic: start it again (bg-ship, then bg-healthcheck) or deploy a fixed build"
+            ),
             SwitchError::TargetDown { port, .. } => format!(
                 "start the app on port {port} first (bg-ship, then bg-healthcheck), or pass --no-target-check to switch anyway"
             ),
@@ -307,14 +367,14 @@ impl bg_core::Tool for Cli {
         &self.output
     }
 
-    fn run(self) -> bg_core::Result<Report> {
+    fn run(mut self) -> bg_core::Result<Report> {
         self.check()?;
         let host = self.host.connect()?;
         let host = host.as_ref();
         if self.dry_run {
             return self.dry_run(host);
         }
-        let site = &self.layout.site;
+        let site = &self.layout.site.clone();
         let lock_path = self.lock.path("switch", site);
         let _lock = host.lock(
             &lock_path,
@@ -329,23 +389,42 @@ impl bg_core::Tool for Cli {
         // written until `plan` below is done with them.
         let mut ahead = self.layout.usual_files();
         ahead.push(pending_path.clone());
-        let read = bg_core::host::Prefetched::with_commands(
-            host,
-            &ahead,
-            true,
-            &self.layout.usual_commands(),
-        );
+        let records = self.record_paths();
+        ahead.extend(records.iter().map(|(_, path)| path.clone()));
+        let history_tail = history::tail_cmd(&self.history_path());
+        let mut commands = self.layout.usual_commands();
+        commands.push(history_tail.clone());
+        let read = bg_core::host::Prefetched::with_commands(host, &ahead, true, &commands);
         let interrupted = read.read_file(&pending_path, false)?;
 
         let state = layout::read_state(&read, &self.layout)?;
         log::debug(&state.describe(&self.layout));
         let from = state.active();
-        if from == Some(self.port) {
+        self.resolve_previous(from)?;
+        let past = read
+            .answer(&history_tail)
+            .map(|output| history::parse(&output.stdout_text()))
+            .unwrap_or_default();
+        let mut known = std::collections::HashMap::new();
+        for (port, path) in &records {
+            if let Ok(Some(bytes)) = read.read_file(path, false) {
+                known.insert(*port, history::Record::parse(&bytes));
+            }
+        }
+        self.history_extra = history::fields(&history::Inputs {
+            past: &past,
+            records: &known,
+            from,
+            to: self.port(),
+            version: self.app_version.as_deref(),
+            rollback: self.previous,
+        });
+        if from == Some(self.port()) {
             let Some(note) = interrupted else {
                 log::info(&format!(
                     "site {site}: port {} ({}) is already active; nothing to do",
-                    self.port,
-                    self.layout.color(self.port)
+                    self.port(),
+                    self.layout.color(self.port())
                 ));
                 return Ok(self.report(from, from, false));
             };
@@ -353,13 +432,16 @@ impl bg_core::Tool for Cli {
                 "a previous run was interrupted while switching ({}); loading the files as they are now",
                 String::from_utf8_lossy(&note).trim()
             ));
+            self.history_extra
+                .insert("kind".into(), Value::from("finish"));
             // Where the interrupted run came from: the way back on a failure.
             let came_from = serde_json::from_slice::<Value>(&note)
                 .ok()
                 .and_then(|v| v["from"].as_u64())
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| {
-                    *p != self.port && (*p == self.layout.blue_port || *p == self.layout.green_port)
+                    *p != self.port()
+                        && (*p == self.layout.blue_port || *p == self.layout.green_port)
                 });
             let back = match came_from {
                 Some(port) => self.plan_to(&read, &state, port).ok(),
@@ -386,19 +468,26 @@ impl bg_core::Tool for Cli {
             let mut report = self.report(from, from, false);
             report.text = format!(
                 "site {site}: port {} was already set in the files; nginx tested and reloaded to serve it",
-                self.port
+                self.port()
             );
             return Ok(report);
+        }
+        if let Some(url) = &self.url
+            && let Err(e) = self.gate(url)
+        {
+            let refused = Err(e);
+            self.record_result(host, from, &refused, &pending_path);
+            return Err(refused.unwrap_err().into());
         }
         let change = self.plan(&read, &state)?;
         log::info(&format!(
             "site {site}: switching from {} to port {} ({})",
             port_text(from),
-            self.port,
-            self.layout.color(self.port)
+            self.port(),
+            self.layout.color(self.port())
         ));
         log::debug(&change.describe());
-        let note = json!({"from": from, "to": self.port, "time": now()}).to_string();
+        let note = json!({"from": from, "to": self.port(), "time": now()}).to_string();
         let (result, recorded) = match Steps::of(&change) {
             Some(mut steps) => {
                 steps.check = self.target_check(&read, &state)?;
@@ -418,10 +507,10 @@ impl bg_core::Tool for Cli {
         result?;
         log::info(&format!(
             "site {site}: port {} ({}) is active",
-            self.port,
-            self.layout.color(self.port)
+            self.port(),
+            self.layout.color(self.port())
         ));
-        Ok(self.report(from, Some(self.port), true))
+        Ok(self.report(from, Some(self.port()), true))
     }
 }
 
@@ -487,7 +576,9 @@ fn error_result(error: &SwitchError) -> &'static str {
         SwitchError::NotAColor { .. }
         | SwitchError::NoUpstreamFile { .. }
         | SwitchError::NotManaged { .. }
-        | SwitchError::TargetDown { .. } => "refused",
+        | SwitchError::TargetDown { .. }
+        | SwitchError::NothingActive { .. }
+        | SwitchError::Unhealthy { .. } => "refused",
     }
 }
 
@@ -516,21 +607,36 @@ fn remove(host: &dyn Host, path: &str) {
     }
 }
 
+/// How long the one probe before a gated switch may take.
+const GATE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 impl Cli {
+    /// The target: `--port`, or with `--previous` the other color, once
+    /// [`Cli::run`] has read which is active.
+    fn port(&self) -> u16 {
+        self.port
+            .expect("--port given, or --previous resolved first")
+    }
+
     fn check(&self) -> Result<(), Box<dyn Failure>> {
         self.layout.check()?;
-        let (blue, green) = (self.layout.blue_port, self.layout.green_port);
-        if self.port != blue && self.port != green {
-            return Err(SwitchError::NotAColor {
-                port: self.port,
-                blue,
-                green,
-            }
+        if self.previous && self.url.is_none() {
+            return Err(bg_core::UsageError::new(
+                "--previous switches only to a healthy app, and needs --url to check it",
+                "add --url http://APP_HOST:{port}/actuator/health (the other color's port is filled in)",
+            )
             .into());
+        }
+        let (blue, green) = (self.layout.blue_port, self.layout.green_port);
+        if let Some(port) = self.port
+            && port != blue
+            && port != green
+        {
+            return Err(SwitchError::NotAColor { port, blue, green }.into());
         }
         if let Some(url) = &self.verify_url {
             bg_core::http::check_url(url).map_err(|why| {
@@ -561,17 +667,17 @@ impl Cli {
         let text = match (changed, self.dry_run) {
             (true, _) => format!(
                 "site {site}: port {} is active, was {}",
-                self.port,
+                self.port(),
                 port_text(from)
             ),
-            (false, true) if from != Some(self.port) => format!(
+            (false, true) if from != Some(self.port()) => format!(
                 "site {site}: would switch from {} to port {} (dry run, nothing changed)",
                 port_text(from),
-                self.port
+                self.port()
             ),
             (false, _) => format!(
                 "site {site}: port {} was already active, nothing changed",
-                self.port
+                self.port()
             ),
         };
         let port = |p: Option<u16>| p.map_or(Value::Null, Value::from);
@@ -586,14 +692,20 @@ impl Cli {
         }
     }
 
-    fn dry_run(&self, host: &dyn Host) -> bg_core::Result<Report> {
+    fn dry_run(&mut self, host: &dyn Host) -> bg_core::Result<Report> {
         let state = layout::read_state(host, &self.layout)?;
         log::info(&state.describe(&self.layout));
         let from = state.active();
-        if from == Some(self.port) {
+        self.resolve_previous(from)?;
+        if from != Some(self.port())
+            && let Some(url) = &self.url
+        {
+            self.gate(url)?;
+        }
+        if from == Some(self.port()) {
             log::info(&format!(
                 "port {} is already active; nothing would change",
-                self.port
+                self.port()
             ));
             return Ok(self.report(from, from, false));
         }
@@ -609,9 +721,9 @@ impl Cli {
         Ok(self.report(from, from, false))
     }
 
-    /// The change that makes `self.port` active.
+    /// The change that makes `self.port()` active.
     fn plan(&self, host: &dyn Host, state: &State) -> bg_core::Result<Change> {
-        self.plan_to(host, state, self.port)
+        self.plan_to(host, state, self.port())
     }
 
     /// The change that makes `port` active.
@@ -755,7 +867,7 @@ impl Cli {
         if !output.success() {
             return Err(SwitchError::Rejected {
                 from,
-                to: self.port,
+                to: self.port(),
                 cmd: self.test_cmd.clone(),
                 output: Box::new(output),
                 undone: undo(),
@@ -819,7 +931,7 @@ impl Cli {
                 let undone = undo();
                 return Err(SwitchError::NotReloaded {
                     from,
-                    to: self.port,
+                    to: self.port(),
                     cmd: reload_cmd.clone(),
                     after: self.reload_timeout,
                     workers,
@@ -835,7 +947,7 @@ impl Cli {
             return Err(SwitchError::VerifyFailed {
                 url: url.clone(),
                 from,
-                to: self.port,
+                to: self.port(),
                 timeout: self.verify_timeout,
                 last,
                 reload_again: reload_again(),
@@ -867,10 +979,13 @@ impl Cli {
             "time": now(),
             "site": self.layout.site,
             "from": from,
-            "to": self.port,
+            "to": self.port(),
             "actor": bg_core::actor(),
-        })
-        .to_string();
+        });
+        line.as_object_mut()
+            .expect("an object")
+            .extend(self.history_extra.clone());
+        let mut line = line.to_string();
         line.pop();
         line.push_str(",\"result\":\"");
         let seconds = self
@@ -953,16 +1068,16 @@ impl Cli {
                     let what = what.strip_prefix("nothing answers at ").unwrap_or(&what);
                     return (
                         Err(SwitchError::TargetDown {
-                            port: self.port,
+                            port: self.port(),
                             what: what.trim().to_string(),
                         }),
                         false,
                     );
                 }
-                Some(0) => log::debug(&format!("port {} answers", self.port)),
+                Some(0) => log::debug(&format!("port {} answers", self.port())),
                 _ => log::warn(&format!(
                     "could not check that port {} answers on {}: {}",
-                    self.port,
+                    self.port(),
                     host.name(),
                     check.stderr_text().trim()
                 )),
@@ -1022,7 +1137,7 @@ impl Cli {
             return (
                 Err(SwitchError::Rejected {
                     from,
-                    to: self.port,
+                    to: self.port(),
                     cmd: self.test_cmd.clone(),
                     output: Box::new(test.clone()),
                     undone: undone(),
@@ -1053,7 +1168,7 @@ impl Cli {
                 return (
                     Err(SwitchError::NotReloaded {
                         from,
-                        to: self.port,
+                        to: self.port(),
                         cmd: reload_cmd.clone(),
                         after: self.reload_timeout,
                         workers,
@@ -1121,7 +1236,7 @@ impl Cli {
                 Err(SwitchError::VerifyFailed {
                     url: url.clone(),
                     from,
-                    to: self.port,
+                    to: self.port(),
                     timeout: self.verify_timeout,
                     last,
                     reload_again,
@@ -1142,14 +1257,14 @@ impl Cli {
         }
         let addresses: Vec<bg_core::nginx::Address> = match state {
             State::Symlink { .. } => {
-                let (file, _) = layout::available_for(host, &self.layout, self.port)?;
+                let (file, _) = layout::available_for(host, &self.layout, self.port())?;
                 let path = layout::join(&self.layout.sites_available, &file);
                 let text = host
                     .read_file(&path, true)?
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
                 bg_core::nginx::read(&text)
-                    .map(|routing| bg_core::nginx::addresses_at(&routing, self.port))
+                    .map(|routing| bg_core::nginx::addresses_at(&routing, self.port()))
                     .unwrap_or_default()
             }
             State::Managed { routing, .. } => self
@@ -1157,7 +1272,7 @@ impl Cli {
                 .into_iter()
                 .map(|host| bg_core::nginx::Address {
                     host,
-                    port: self.port,
+                    port: self.port(),
                 })
                 .collect(),
         };
@@ -1192,6 +1307,79 @@ impl Cli {
         let done_with =
             (outcome != "rollback failed" && outcome != "refused").then_some(pending_path);
         self.record(host, from, outcome, reason, done_with);
+    }
+
+    /// With `--previous`, the target is the color that is not active.
+    fn resolve_previous(&mut self, active: Option<u16>) -> Result<(), SwitchError> {
+        if !self.previous {
+            return Ok(());
+        }
+        let site = &self.layout.site;
+        let Some(active) = active else {
+            return Err(SwitchError::NothingActive { site: site.clone() });
+        };
+        let other = if active == self.layout.blue_port {
+            self.layout.green_port
+        } else {
+            self.layout.blue_port
+        };
+        log::info(&format!(
+            "site {site}: port {active} is active; going back to port {other} ({})",
+            self.layout.color(other)
+        ));
+        self.port = Some(other);
+        Ok(())
+    }
+
+    /// bg-ship's record of each port's start, when the app's directory is
+    /// on this host (`--deploy-path`).
+    fn record_paths(&self) -> Vec<(u16, String)> {
+        let Some(dir) = &self.deploy_path else {
+            return Vec::new();
+        };
+        let dir = dir.trim_end_matches('/');
+        [self.layout.blue_port, self.layout.green_port]
+            .into_iter()
+            .map(|port| (port, format!("{dir}/app-{port}.json")))
+            .collect()
+    }
+
+    /// One probe of the target's app at `url` (`{port}` filled in), from
+    /// here, before anything changes: healthy, or why not.
+    fn gate(&self, url: &str) -> Result<(), SwitchError> {
+        let port = self.port();
+        let url = url.replace("{port}", &port.to_string());
+        log::info(&format!("checking port {port} at {url} before the switch"));
+        let probe = bg_core::http::Probe::new(GATE_TIMEOUT);
+        let seen = match probe.get(&url) {
+            bg_core::http::Answer::Status { status, body }
+                if self.expect_status.contains(status)
+                    && self
+                        .expect_body
+                        .as_ref()
+                        .is_none_or(|re| re.is_match(&body)) =>
+            {
+                log::info(&format!("port {port} is healthy (status {status})"));
+                return Ok(());
+            }
+            bg_core::http::Answer::Status { status, body }
+                if self.expect_status.contains(status) =>
+            {
+                let start: String = body.trim().chars().take(80).collect();
+                format!("status {status}, but the body does not match --expect-body: {start}")
+            }
+            bg_core::http::Answer::Status { status, body } => {
+                let start: String = body.trim().chars().take(80).collect();
+                format!("status {status} {start}").trim_end().to_string()
+            }
+            bg_core::http::Answer::NoAnswer { reason } => reason,
+        };
+        Err(SwitchError::Unhealthy {
+            port,
+            color: self.layout.color(port),
+            url,
+            seen,
+        })
     }
 
     fn history_path(&self) -> String {
@@ -1291,10 +1479,13 @@ impl Cli {
             "time": now(),
             "site": self.layout.site,
             "from": from,
-            "to": self.port,
+            "to": self.port(),
             "actor": bg_core::actor(),
-            "result": result,
         });
+        line.as_object_mut()
+            .expect("an object")
+            .extend(self.history_extra.clone());
+        line["result"] = Value::from(result);
         if let Some(reason) = reason {
             line["reason"] = Value::from(reason);
         }
