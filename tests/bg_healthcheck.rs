@@ -40,6 +40,8 @@ fn a_503_app_fails_at_the_deadline_with_the_status() {
         &[("app.unhealthy", "true")],
         &dir.path().join("app.log"),
     );
+    // The first run in a test process builds the binaries: not on the clock.
+    bg_deploy_tests::bin_path("bg-healthcheck");
     let started = Instant::now();
     let run = check(port, "/actuator/health")
         .args(["--timeout", "2s", "--interval", "200ms"])
