@@ -1,10 +1,13 @@
 //! bg-healthcheck against the stand-in JVM app; --watch-pid and --log-file
-//! both locally and over a real sshd.
+//! both locally and over a real sshd; https against a real nginx serving a
+//! certificate of the test's own CA.
+
+mod tls;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{App, Bin, Sshd, free_port};
+use bg_deploy_tests::{App, Bin, Nginx, Sshd, free_port};
 
 fn check(port: u16, path: &str) -> Bin {
     Bin::new("bg-healthcheck").args(["--url", &format!("http://127.0.0.1:{port}{path}")])
@@ -37,6 +40,8 @@ fn a_503_app_fails_at_the_deadline_with_the_status() {
         &[("app.unhealthy", "true")],
         &dir.path().join("app.log"),
     );
+    // The first run in a test process builds the binaries: not on the clock.
+    bg_deploy_tests::bin_path("bg-healthcheck");
     let started = Instant::now();
     let run = check(port, "/actuator/health")
         .args(["--timeout", "2s", "--interval", "200ms"])
@@ -228,7 +233,7 @@ fn nothing_listening_fails_as_connection_refused() {
 #[test]
 fn bad_input_is_exit_2() {
     for args in [
-        &["--url", "https://example.com/"][..],
+        &["--url", "ftp://example.com/"][..],
         &["--url", "127.0.0.1:8000"][..],
         &["--url", "http://127.0.0.1/", "--expect-status", "2xx"][..],
         &["--url", "http://127.0.0.1/", "--expect-body", "(unclosed"][..],
@@ -355,4 +360,153 @@ fn a_death_during_a_hanging_probe_is_seen_local() {
 fn a_death_during_a_hanging_probe_is_seen_ssh() {
     let sshd = Sshd::start();
     a_death_during_a_hanging_probe(&sshd.host_args());
+}
+
+/// A real nginx serving https on a loopback port with a certificate of a CA
+/// made for the test; `/actuator/health` answers UP.
+fn https_nginx() -> (Nginx, tls::Pki, u16) {
+    let mut nginx = Nginx::new();
+    let pki = tls::Pki::new(&nginx.path("tls"));
+    let port = free_port();
+    let health = "  location = /actuator/health {\n    default_type application/json;\n    return 200 '{\"status\":\"UP\"}';\n  }\n";
+    std::fs::write(
+        nginx.path("conf.d/https.conf"),
+        pki.server_block(port, health),
+    )
+    .unwrap();
+    nginx.start();
+    (nginx, pki, port)
+}
+
+fn https_check(port: u16) -> Bin {
+    Bin::new("bg-healthcheck").args([
+        "--url",
+        &format!("https://127.0.0.1:{port}/actuator/health"),
+    ])
+}
+
+#[test]
+fn https_with_the_ca_in_cacert_is_healthy() {
+    let (_nginx, pki, port) = https_nginx();
+    let ca = pki.ca.to_str().unwrap();
+    let run = https_check(port)
+        .args(["--cacert", ca, "--expect-body", r#""status":"UP""#])
+        .args(["--timeout", "5s", "--format", "env"])
+        .run();
+    run.code(0);
+    assert!(run.stdout.contains("BG_ATTEMPTS=1\n"), "{}", run.stdout);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    // The same from the environment, as a Jenkins credential file would give it.
+    https_check(port)
+        .env("BG_CACERT", ca)
+        .args(["--timeout", "5s"])
+        .run()
+        .code(0);
+}
+
+#[test]
+fn https_without_the_ca_fails_as_not_trusted() {
+    let (nginx, _pki, port) = https_nginx();
+    let started = Instant::now();
+    let run = https_check(port)
+        .args(["--timeout", "600ms", "--interval", "200ms"])
+        .run();
+    run.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not at the deadline"
+    );
+    let line = run.error_line();
+    assert!(
+        line.contains("no answer (certificate not trusted: its issuer is not among Mozilla's roots built in; pass --cacert FILE with the CA that signed it, or --insecure)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("the app was never reached: fix what the last answer says"),
+        "{line}"
+    );
+    // Another CA in --cacert is no better, and the reason names the file.
+    let dir = tempfile::tempdir().unwrap();
+    let other = tls::Pki::new(dir.path());
+    let run = https_check(port)
+        .args(["--cacert", other.ca.to_str().unwrap()])
+        .args(["--timeout", "300ms", "--interval", "100ms"])
+        .run();
+    run.code(1);
+    let line = run.error_line();
+    assert!(
+        line.contains(&format!("not among the CAs in {}", other.ca.display())),
+        "{line}"
+    );
+    // https to a port that speaks plain http.
+    let run = Bin::new("bg-healthcheck")
+        .args([
+            "--url",
+            &format!("https://127.0.0.1:{}/", nginx.status_port),
+        ])
+        .args(["--timeout", "300ms", "--interval", "100ms"])
+        .run();
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("no answer (TLS handshake failed: "), "{line}");
+    assert!(line.contains("is it https at that port?"), "{line}");
+}
+
+#[test]
+fn https_with_insecure_passes_and_warns() {
+    let (_nginx, _pki, port) = https_nginx();
+    for run in [
+        https_check(port)
+            .args(["--insecure", "--timeout", "5s"])
+            .run(),
+        https_check(port)
+            .env("BG_INSECURE", "1")
+            .args(["--timeout", "5s"])
+            .run(),
+    ] {
+        run.code(0);
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning"))
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "bg-healthcheck: warning: --insecure: https certificates are not verified; anyone between here and the server can answer for it"
+            ],
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_bad_cacert_is_exit_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a certificate\n").unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let missing = dir.path().join("missing.pem");
+    let url = format!("https://127.0.0.1:{}/", free_port());
+    for (path, what) in [
+        (&missing, "cannot read the CA bundle"),
+        (&text, "is not a PEM file of certificates"),
+        (&key, "holds a private key and no certificate"),
+    ] {
+        // Refused before any probe, with --insecure too.
+        for extra in [&[][..], &["--insecure"][..]] {
+            let run = Bin::new("bg-healthcheck")
+                .args(["--url", &url, "--cacert", path.to_str().unwrap()])
+                .args(extra)
+                .run();
+            run.code(2);
+            assert!(!run.stderr.contains("attempt"), "{}", run.stderr);
+            let line = run.error_line();
+            assert!(line.contains(&path.display().to_string()), "{line}");
+            assert!(line.contains(what), "{line}");
+            assert!(line.contains("--cacert"), "{line}");
+        }
+    }
 }

@@ -3,13 +3,14 @@
 //! which files are enabled, and the history agree with the exit code.
 
 mod nginx_site;
+mod tls;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{Bin, http_get};
+use bg_deploy_tests::{Bin, free_port, http_get};
 use nginx_site::{Site, Via};
 
 /// A site with both apps running and blue enabled.
@@ -443,7 +444,15 @@ fn error_lines_are_stable() {
     let lines: Vec<String> = [
         vec!["--port", "9000"],
         vec!["--port", "8000", "--green-port", "8000"],
-        vec!["--port", "8000", "--verify-url", "https://nginx/"],
+        vec!["--port", "8000", "--verify-url", "ftp://nginx/"],
+        vec![
+            "--port",
+            "8000",
+            "--verify-url",
+            "https://nginx/",
+            "--cacert",
+            "/nonexistent/ca.pem",
+        ],
         vec!["--port", "8000", "--app-host", "a b"],
         vec!["--port", "8000", "--site", "../etc"],
         vec!["--port", "0"],
@@ -866,3 +875,64 @@ both_ways!(a_refused_switch_leaves_another_runs_marker, |via: Via| {
     site.switch(site.green, &[]).code(3);
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), note);
 });
+
+/// --verify-url over https, through nginx, with the test CA's certificate:
+/// not trusted without --cacert (switched back), verified with it.
+#[test]
+fn verifies_an_https_url_through_nginx_with_cacert() {
+    let mut site = Site::new("dev", Via::Local);
+    site.enable(site.blue);
+    let pki = tls::Pki::new(&site.nginx.path("tls"));
+    let https = free_port();
+    std::fs::write(
+        site.nginx.path("conf.d/https.conf"),
+        pki.server_block(
+            https,
+            "  location / {\n    proxy_pass http://backend;\n  }\n",
+        ),
+    )
+    .unwrap();
+    site.start(&[]);
+    site.assert_serves("blue");
+    let url = format!("https://127.0.0.1:{https}/actuator/health");
+
+    let run = site.switch(
+        site.green,
+        &["--verify-url", &url, "--verify-timeout", "1s"],
+    );
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("(last: certificate not trusted: "), "{line}");
+    assert!(
+        line.contains(&format!("the previous state (port {}) is back", site.blue)),
+        "{line}"
+    );
+    assert!(
+        line.contains("nginx's certificate was not accepted"),
+        "{line}"
+    );
+    site.assert_serves("blue");
+
+    let ca = pki.ca.to_str().unwrap();
+    site.switch(site.green, &["--verify-url", &url, "--cacert", ca])
+        .code(0);
+    site.assert_serves("green");
+    let history = site.history_lines();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["result"], "rolled back");
+    assert_eq!(history[1]["result"], "done");
+    // The https side serves green too, as the probe sees it.
+    let version = format!("https://127.0.0.1:{https}/version");
+    Bin::new("bg-healthcheck")
+        .args([
+            "--url",
+            &version,
+            "--expect-body",
+            "^green",
+            "--timeout",
+            "5s",
+        ])
+        .env("BG_CACERT", ca)
+        .run()
+        .code(0);
+}

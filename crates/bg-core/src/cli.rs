@@ -12,6 +12,7 @@ use crate::host::{
     Host, HostKeyCheck, LocalHost, MuxHost, OpensshHost, OpensshOptions, Proxy, SshConfig, SshHost,
     SshOptions, Target,
 };
+use crate::http::{TlsError, Trust};
 use crate::output::Format;
 
 /// `--format`, `-v`, `-q`.
@@ -240,6 +241,39 @@ impl HostArgs {
     }
 }
 
+/// `--cacert`, `--insecure`: how a binary's https probes trust servers.
+/// Flattened into every binary that probes a URL, beside that URL's flag.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// For https URLs: trust only the CA certificates in this PEM file, instead of the built-in
+    /// roots (as curl's --cacert does) [default: Mozilla's roots, built into the binary]
+    #[arg(long, env = "BG_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// For https URLs: do not verify the server's certificate at all (a warning says so on stderr)
+    #[arg(long, env = "BG_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// What the probes trust. A `--cacert` file is read and checked here,
+    /// even beside `--insecure` (which wins): a bad path is exit 2 at once,
+    /// not a surprise on the day `--insecure` goes. `--insecure` warns.
+    pub fn trust(&self) -> Result<Trust, TlsError> {
+        let cacert = match self.cacert.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            Some(path) => Some(Trust::cacert(path)?),
+            None => None,
+        };
+        if self.insecure {
+            crate::log::warn(
+                "--insecure: https certificates are not verified; anyone between here and the server can answer for it",
+            );
+            return Ok(Trust::Insecure);
+        }
+        Ok(cacert.unwrap_or_default())
+    }
+}
+
 /// `--lock-timeout`, for binaries that hold a lock while they change things.
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
@@ -381,5 +415,27 @@ mod tests {
             args.path("switch", "a/../b $(x)"),
             "/run/lock/bg-switch-a_.._b___x_.lock"
         );
+    }
+
+    #[test]
+    fn tls_args_check_a_cacert_even_beside_insecure() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let args = |cacert: Option<&Path>, insecure| TlsArgs {
+            cacert: cacert.map(Path::to_path_buf),
+            insecure,
+        };
+        assert!(matches!(args(None, false).trust(), Ok(Trust::BuiltIn)));
+        assert!(matches!(
+            args(Some(Path::new("")), false).trust(),
+            Ok(Trust::BuiltIn)
+        ));
+        assert!(matches!(args(None, true).trust(), Ok(Trust::Insecure)));
+        for insecure in [false, true] {
+            assert!(matches!(
+                args(Some(&missing), insecure).trust(),
+                Err(TlsError::Unreadable { .. })
+            ));
+        }
     }
 }

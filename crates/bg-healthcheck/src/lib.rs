@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bg_core::cli::{HostArgs, OutputArgs, parse_duration, parse_positive_duration};
+use bg_core::cli::{HostArgs, OutputArgs, TlsArgs, parse_duration, parse_positive_duration};
 use bg_core::host::Host;
 use bg_core::http::{Answer, Probe, StatusSet, check_url};
 use bg_core::{Code, Failure, Report};
@@ -24,7 +24,7 @@ use regex::Regex;
 #[derive(Debug, Parser)]
 #[command(name = "bg-healthcheck", version, max_term_width = 100)]
 pub struct Cli {
-    /// The URL to probe, http://HOST:PORT/PATH (e.g. http://10.0.0.5:8001/actuator/health)
+    /// The URL to probe, http[s]://HOST:PORT/PATH (e.g. http://10.0.0.5:8001/actuator/health)
     #[arg(long, env = "BG_URL", value_parser = parse_url, value_name = "URL")]
     pub url: String,
 
@@ -64,6 +64,9 @@ pub struct Cli {
     /// The app's log (on --host, or here): its last 50 lines are shown on failure
     #[arg(long, env = "BG_LOG_FILE", value_parser = bg_core::cli::parse_host_path, value_name = "PATH")]
     pub log_file: Option<String>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     #[command(flatten)]
     pub host: HostArgs,
@@ -106,9 +109,18 @@ impl Failure for HealthError {
     }
 
     fn hint(&self) -> Option<String> {
-        let log = match self {
-            HealthError::Unhealthy { tail, .. } | HealthError::Died { tail, .. } => tail,
+        let (log, last) = match self {
+            HealthError::Unhealthy { tail, last, .. } | HealthError::Died { tail, last, .. } => {
+                (tail, last)
+            }
         };
+        if matches!(self, HealthError::Unhealthy { .. }) && last.is_tls_failure() {
+            // The app may be fine: nothing got past the certificate.
+            return Some(
+                "the app was never reached: fix what the last answer says (the certificate, its trust or the URL); do not switch"
+                    .to_string(),
+            );
+        }
         Some(match (self, log) {
             (_, Some((path, _))) => format!("see the app's log above ({path}); the old port still serves traffic, do not switch"),
             (HealthError::Died { .. }, None) => "see the app's log (pass --log-file to show it here); do not switch".to_string(),
@@ -176,6 +188,8 @@ impl bg_core::Tool for Cli {
     }
 
     fn run(self) -> bg_core::Result<Report> {
+        // A bad --cacert is bad input, before anything else happens.
+        let trust = self.tls.trust()?;
         // The app host is needed only to watch the process and read its log.
         let host = if self.watch_pid.is_some() || self.log_file.is_some() {
             Some(self.host.connect()?)
@@ -186,7 +200,7 @@ impl bg_core::Tool for Cli {
         // From the first wait on, one command on the host watches the
         // process, and a death ends the wait at once, not at the next probe.
         let mut watch: Option<bg_core::proc::Watch> = None;
-        let probe = Probe::new(self.request_timeout);
+        let probe = Probe::with_trust(self.request_timeout, &trust);
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut attempts = 0u32;
@@ -403,7 +417,7 @@ mod tests {
     #[test]
     fn bad_flags_are_usage_errors() {
         for args in [
-            &["--url", "https://x/"][..],
+            &["--url", "ftp://x/"][..],
             &["--url", "http://x/", "--expect-body", "("][..],
             &["--url", "http://x/", "--expect-status", "2xx"][..],
             &["--url", "http://x/", "--successes", "0"][..],

@@ -16,7 +16,7 @@ mod transaction;
 
 use std::time::{Duration, Instant};
 
-use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
+use bg_core::cli::{HostArgs, LockArgs, OutputArgs, TlsArgs, parse_duration, parse_port};
 use bg_core::host::{Host, Output};
 use bg_core::layout::{self, LayoutArgs, LayoutError, State};
 use bg_core::reload::Reload;
@@ -109,6 +109,14 @@ pub struct Cli {
     /// workers still serve the previous port
     #[arg(long, env = "BG_VERIFY_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub verify_settle: Duration,
+
+    // For an https --verify-url.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// What --verify-url trusts, read from `tls` once, before anything changes.
+    #[arg(skip)]
+    trust: bg_core::http::Trust,
 
     /// nginx's pid file on the nginx host: after the reload, wait until that master runs new
     /// workers (it has taken the configuration); missing or unreadable: no wait
@@ -340,6 +348,14 @@ impl Failure for SwitchError {
             SwitchError::NotReloaded { undone, .. } => undone.hint(
                 "nginx's error log says why the master kept its old configuration (a port it cannot bind, a file it cannot read); fix that, then switch again".into(),
             ),
+            SwitchError::VerifyFailed { undone, last, .. }
+                if bg_core::http::is_tls_reason(last) =>
+            {
+                undone.hint(
+                    "nginx's certificate was not accepted: fix it or its trust as the last answer says, then switch again"
+                        .into(),
+                )
+            }
             SwitchError::VerifyFailed { undone, to, .. } => undone.hint(format!(
                 "check the app on port {to} (bg-healthcheck) and the URL, then switch again"
             )),
@@ -369,6 +385,9 @@ impl bg_core::Tool for Cli {
 
     fn run(mut self) -> bg_core::Result<Report> {
         self.check()?;
+        if self.verify_url.is_some() {
+            self.trust = self.tls.trust()?;
+        }
         let host = self.host.connect()?;
         let host = host.as_ref();
         if self.dry_run {
@@ -640,7 +659,10 @@ impl Cli {
         }
         if let Some(url) = &self.verify_url {
             bg_core::http::check_url(url).map_err(|why| {
-                UsageError::new(why, "give --verify-url as http://HOST:PORT/PATH of nginx")
+                UsageError::new(
+                    why,
+                    "give --verify-url as http://HOST:PORT/PATH (or https://) of nginx",
+                )
             })?;
         }
         if let Some(bad) = self.app_hosts.iter().find(|h| !change::valid_host(h)) {
@@ -1425,9 +1447,10 @@ impl Cli {
     /// a reload (nginx waits 100 ms before telling them to stop), so one 2xx
     /// right after the reload may come from the previous port.
     fn verify(&self, url: &str) -> Result<(), String> {
-        let probe = bg_core::http::Probe::new(
+        let probe = bg_core::http::Probe::with_trust(
             self.verify_timeout
                 .clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            &self.trust,
         );
         let deadline = Instant::now() + self.verify_timeout;
         let mut good_since: Option<Instant> = None;

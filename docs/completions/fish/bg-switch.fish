@@ -5,6 +5,7 @@ complete -c bg-switch -l app-host -d 'Managed layout: an app host nginx dials, l
 complete -c bg-switch -l verify-url -d 'After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)' -r
 complete -c bg-switch -l verify-timeout -d 'How long to wait for --verify-url to answer 2xx' -r
 complete -c bg-switch -l verify-settle -d 'How long --verify-url must keep answering 2xx: for a moment after a reload, nginx\'s old workers still serve the previous port' -r
+complete -c bg-switch -l cacert -d 'For https URLs: trust only the CA certificates in this PEM file, instead of the built-in roots (as curl\'s --cacert does) [default: Mozilla\'s roots, built into the binary]' -r -F
 complete -c bg-switch -l nginx-pid-file -d 'nginx\'s pid file on the nginx host: after the reload, wait until that master runs new workers (it has taken the configuration); missing or unreadable: no wait' -r
 complete -c bg-switch -l reload-timeout -d 'How long nginx may take to run new workers after the reload command returns' -r
 complete -c bg-switch -l history-file -d 'One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]' -r
@@ -35,6 +36,7 @@ json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
 complete -c bg-switch -l init -d 'Managed layout: write the upstream file when none exists yet (else that is exit 3)'
 complete -c bg-switch -l no-target-check -d 'Switch even when nothing answers at the target port\'s addresses (checked from the nginx host before any change; a dead target is exit 3)'
+complete -c bg-switch -l insecure -d 'For https URLs: do not verify the server\'s certificate at all (a warning says so on stderr)'
 complete -c bg-switch -l dry-run -d 'Say what would change, and change nothing'
 complete -c bg-switch -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-switch -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
