@@ -936,3 +936,75 @@ fn verifies_an_https_url_through_nginx_with_cacert() {
         .run()
         .code(0);
 }
+
+both_ways!(previous_goes_back_only_to_a_healthy_app, |via: Via| {
+    let mut site = running("dev", via, &[]);
+    let (blue, green) = (site.blue, site.green);
+    let url = "http://127.0.0.1:{port}/actuator/health";
+    // A deploy of 2.0 to green, then back to blue with --previous.
+    site.switch(green, &["--app-version", "2.0"]).code(0);
+    site.assert_serves("green");
+    let run = site.previous(&["--url", url, "--format", "env"]);
+    assert_eq!(
+        run.code(0).stdout,
+        format!("BG_PREVIOUS_PORT={green}\nBG_ACTIVE_PORT={blue}\nBG_CHANGED=true\n")
+    );
+    site.assert_serves("blue");
+    let history = site.history_lines();
+    assert_eq!(history[0]["kind"], "deploy", "{history:?}");
+    assert_eq!(history[0]["to_version"], "2.0", "{history:?}");
+    assert_eq!(history[1]["kind"], "rollback", "{history:?}");
+    assert_eq!(history[1]["from_version"], "2.0", "{history:?}");
+
+    // Without --url it does not guess: exit 2, nothing read or changed.
+    let run = site.previous(&[]);
+    run.code(2);
+    assert!(run.error_line().contains("--url"), "{}", run.stderr);
+
+    // The other color answers, but not healthy: exit 3, nothing changed,
+    // and the refusal is in the history.
+    let body = "--expect-body=\"status\": *\"DOWN\"";
+    let run = site.previous(&["--url", url, body]);
+    run.code(3);
+    assert!(
+        run.error_line()
+            .contains(&format!("port {green} (green) is not healthy")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error_line().contains("nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(site.enabled_port(), blue);
+    site.assert_serves("blue");
+    let history = site.history_lines();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(history[2]["result"], "refused", "{history:?}");
+    assert_eq!(history[2]["kind"], "rollback", "{history:?}");
+
+    // Gone altogether: exit 3 too, and a dry run says so before anything.
+    drop(site.apps.pop());
+    let run = site.previous(&["--url", url, "--dry-run"]);
+    run.code(3);
+    let run = site.previous(&["--url", url]);
+    run.code(3);
+    assert!(run.error_line().contains("not healthy"), "{}", run.stderr);
+    assert_eq!(site.enabled_port(), blue);
+    assert_eq!(site.reload_count(), 2, "a refused rollback reloaded nginx");
+});
+
+#[test]
+fn previous_with_nothing_active_is_exit_3() {
+    let mut site = Site::new("dev", Via::Local);
+    site.start(&[]);
+    let run = site.previous(&["--url", "http://127.0.0.1:{port}/actuator/health"]);
+    run.code(3);
+    assert!(
+        run.error_line().contains("nothing is active"),
+        "{}",
+        run.stderr
+    );
+    assert!(site.enabled().is_empty());
+}

@@ -235,6 +235,15 @@ impl Site {
 
     /// bg-switch with the rig's test and reload commands, history and locks in `work`.
     pub fn switch_bin(&self, port: u16, extra: &[&str]) -> Bin {
+        self.switch_to(&["--port", &port.to_string()], extra)
+    }
+
+    /// bg-switch --previous, with the site's defaults as [`Site::switch_bin`].
+    pub fn previous(&self, extra: &[&str]) -> Run {
+        self.switch_to(&["--previous"], extra).run()
+    }
+
+    fn switch_to(&self, target: &[&str], extra: &[&str]) -> Bin {
         let defaults = [
             ("--test-cmd", self.nginx.test_cmd()),
             ("--reload-cmd", self.reload_cmd()),
@@ -250,8 +259,7 @@ impl Site {
         ];
         let mut bin = Bin::new("bg-switch")
             .env("BG_ACTOR", "tester")
-            .arg("--port")
-            .arg(port.to_string())
+            .args(target)
             .args(self.layout_args());
         // A flag the test gives replaces the default.
         for (flag, value) in defaults {

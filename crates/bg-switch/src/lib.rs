@@ -110,11 +110,11 @@ pub struct Cli {
     #[arg(long, env = "BG_VERIFY_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub verify_settle: Duration,
 
-    // For an https --verify-url.
+    // For an https --verify-url or --url.
     #[command(flatten)]
     pub tls: TlsArgs,
 
-    /// What --verify-url trusts, read from `tls` once, before anything changes.
+    /// What --verify-url and --url trust, read from `tls` once, before anything changes.
     #[arg(skip)]
     trust: bg_core::http::Trust,
 
@@ -385,7 +385,7 @@ impl bg_core::Tool for Cli {
 
     fn run(mut self) -> bg_core::Result<Report> {
         self.check()?;
-        if self.verify_url.is_some() {
+        if self.verify_url.is_some() || self.url.is_some() {
             self.trust = self.tls.trust()?;
         }
         let host = self.host.connect()?;
@@ -494,9 +494,8 @@ impl bg_core::Tool for Cli {
         if let Some(url) = &self.url
             && let Err(e) = self.gate(url)
         {
-            let refused = Err(e);
-            self.record_result(host, from, &refused, &pending_path);
-            return Err(refused.unwrap_err().into());
+            self.record(host, from, "refused", Some(e.to_string()), None);
+            return Err(e);
         }
         let change = self.plan(&read, &state)?;
         log::info(&format!(
@@ -1332,13 +1331,13 @@ impl Cli {
     }
 
     /// With `--previous`, the target is the color that is not active.
-    fn resolve_previous(&mut self, active: Option<u16>) -> Result<(), SwitchError> {
+    fn resolve_previous(&mut self, active: Option<u16>) -> Result<(), Box<dyn Failure>> {
         if !self.previous {
             return Ok(());
         }
         let site = &self.layout.site;
         let Some(active) = active else {
-            return Err(SwitchError::NothingActive { site: site.clone() });
+            return Err(SwitchError::NothingActive { site: site.clone() }.into());
         };
         let other = if active == self.layout.blue_port {
             self.layout.green_port
@@ -1368,11 +1367,11 @@ impl Cli {
 
     /// One probe of the target's app at `url` (`{port}` filled in), from
     /// here, before anything changes: healthy, or why not.
-    fn gate(&self, url: &str) -> Result<(), SwitchError> {
+    fn gate(&self, url: &str) -> Result<(), Box<dyn Failure>> {
         let port = self.port();
         let url = url.replace("{port}", &port.to_string());
         log::info(&format!("checking port {port} at {url} before the switch"));
-        let probe = bg_core::http::Probe::new(GATE_TIMEOUT);
+        let probe = bg_core::http::Probe::with_trust(GATE_TIMEOUT, &self.trust);
         let seen = match probe.get(&url) {
             bg_core::http::Answer::Status { status, body }
                 if self.expect_status.contains(status)
@@ -1401,7 +1400,8 @@ impl Cli {
             color: self.layout.color(port),
             url,
             seen,
-        })
+        }
+        .into())
     }
 
     fn history_path(&self) -> String {
