@@ -1008,3 +1008,71 @@ fn previous_with_nothing_active_is_exit_3() {
     );
     assert!(site.enabled().is_empty());
 }
+
+both_ways!(a_verify_answered_by_the_backup_is_undone, |via: Via| {
+    let mut site = running("dev", via, &[]);
+    let (blue, green) = (site.blue, site.green);
+    // The site says which server answered, as docs/nginx-layouts.md shows.
+    let header = "    add_header X-Upstream $upstream_addr always;\r\n";
+    site.write_available(
+        blue,
+        &nginx_site::site_file(site.listen, green, blue, header),
+    );
+    site.write_available(
+        green,
+        &nginx_site::site_file(site.listen, blue, green, header),
+    );
+    site.nginx.reload();
+    let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+    // Alive: verified, and it was green that answered.
+    site.switch(green, &["--verify-url", &url]).code(0);
+    site.assert_serves("green");
+    site.switch(blue, &["--verify-url", &url]).code(0);
+
+    // Green is gone; switched anyway, nginx falls back to blue, which
+    // answers 200. That is not a switch to green: undone, exit 1.
+    drop(site.apps.pop());
+    let run = site.switch(
+        green,
+        &[
+            "--verify-url",
+            &url,
+            "--verify-timeout",
+            "2s",
+            "--no-target-check",
+        ],
+    );
+    run.code(1);
+    assert!(
+        run.error_line()
+            .contains(&format!("not port {green}: nginx sent it to the backup")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(site.enabled_port(), blue);
+    site.assert_serves("blue");
+    let history = site.history_lines();
+    assert_eq!(
+        history.last().unwrap()["result"],
+        "rolled back",
+        "{history:?}"
+    );
+});
+
+#[test]
+fn a_site_that_does_not_say_who_answered_is_named_once() {
+    let site = running("dev", Via::Local, &[]);
+    let url = format!("http://127.0.0.1:{}/actuator/health", site.listen);
+    let run = site.switch(site.green, &["--verify-url", &url]);
+    run.code(0);
+    assert_eq!(
+        run.stderr.matches("no X-Upstream header").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // --upstream-header '' turns the check and its note off.
+    let run = site.switch(site.blue, &["--verify-url", &url, "--upstream-header", ""]);
+    run.code(0);
+    assert!(!run.stderr.contains("X-Upstream"), "{}", run.stderr);
+}

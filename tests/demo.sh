@@ -100,6 +100,7 @@ upstream backend {
 }
 server {
     listen 127.0.0.1:$listen;
+    add_header X-Upstream \$upstream_addr always;
     location / { proxy_pass http://backend; }
 }
 SITE

@@ -210,7 +210,20 @@ impl Probe {
     }
 
     pub fn get(&self, url: &str) -> Answer {
-        self.answer(self.agent.get(url).header("Connection", "close").call())
+        self.answer(
+            self.agent.get(url).header("Connection", "close").call(),
+            None,
+        )
+        .0
+    }
+
+    /// [`Probe::get`], and the value of the response header `name`, when
+    /// the answer has it.
+    pub fn get_with_header(&self, url: &str, name: &str) -> (Answer, Option<String>) {
+        self.answer(
+            self.agent.get(url).header("Connection", "close").call(),
+            Some(name),
+        )
     }
 
     /// [`Probe::get`], bounded by `within` too (the time left before a
@@ -223,23 +236,32 @@ impl Probe {
             .config()
             .timeout_global(Some(within))
             .build();
-        self.answer(request.call())
+        self.answer(request.call(), None).0
     }
 
-    fn answer(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-        match result {
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        header: Option<&str>,
+    ) -> (Answer, Option<String>) {
+        let answer = match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
+                let value = header
+                    .and_then(|name| response.headers().get(name))
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_string);
                 let mut bytes = Vec::new();
                 let _ = response
                     .body_mut()
                     .as_reader()
                     .take(BODY_LIMIT)
                     .read_to_end(&mut bytes);
-                Answer::Status {
+                let answer = Answer::Status {
                     status,
                     body: String::from_utf8_lossy(&bytes).into_owned(),
-                }
+                };
+                return (answer, value);
             }
             Err(error) => Answer::NoAnswer {
                 reason: match rustls_error(&error) {
@@ -247,8 +269,22 @@ impl Probe {
                     None => describe(&error),
                 },
             },
-        }
+        };
+        (answer, None)
     }
+}
+
+/// The port of the server that answered, from nginx's `$upstream_addr` as a
+/// site adds it to its answers (`add_header X-Upstream $upstream_addr
+/// always;`): the last address of the list nginx tried ("127.0.0.1:8001,
+/// 127.0.0.1:8000"; " : " separates internal redirects). `None` for a unix
+/// socket or anything else without a port.
+pub fn upstream_port(value: &str) -> Option<u16> {
+    let last = value
+        .rsplit([',', ' '])
+        .find(|part| !part.trim().is_empty() && part.trim() != ":")?;
+    let (_, port) = last.trim().rsplit_once(':')?;
+    port.parse().ok()
 }
 
 fn describe(error: &ureq::Error) -> String {
@@ -404,6 +440,17 @@ impl fmt::Display for StatusSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upstream_port_is_the_last_one_nginx_tried() {
+        assert_eq!(upstream_port("127.0.0.1:8001"), Some(8001));
+        assert_eq!(upstream_port("127.0.0.1:8001, 127.0.0.1:8000"), Some(8000));
+        assert_eq!(upstream_port("10.0.0.5:8001 : 10.0.0.6:8000"), Some(8000));
+        assert_eq!(upstream_port("[::1]:8001"), Some(8001));
+        assert_eq!(upstream_port("unix:/run/app.sock"), None);
+        assert_eq!(upstream_port(""), None);
+        assert_eq!(upstream_port("-"), None);
+    }
 
     #[test]
     fn status_sets() {

@@ -105,6 +105,17 @@ pub struct Cli {
     #[arg(long, env = "BG_VERIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub verify_timeout: Duration,
 
+    /// The response header in which the site names the server that answered (`add_header
+    /// X-Upstream $upstream_addr always;`): a --verify-url answer from another port fails the
+    /// verify. Empty: not checked
+    #[arg(
+        long,
+        env = "BG_UPSTREAM_HEADER",
+        default_value = "X-Upstream",
+        value_name = "NAME"
+    )]
+    pub upstream_header: String,
+
     /// How long --verify-url must keep answering 2xx: for a moment after a reload, nginx's old
     /// workers still serve the previous port
     #[arg(long, env = "BG_VERIFY_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
@@ -1455,11 +1466,40 @@ impl Cli {
         let deadline = Instant::now() + self.verify_timeout;
         let mut good_since: Option<Instant> = None;
         let mut last: String;
+        let mut said_who = false;
+        let header = self.upstream_header.as_str();
         log::info(&format!("verifying {url} through nginx"));
         loop {
-            let answer = probe.get(url);
+            let (answer, upstream) = probe.get_with_header(url, header);
             let now = Instant::now();
+            // Which port answered, when the site says so: a 2xx from the
+            // other port is nginx falling back to the backup, not a switch.
+            let elsewhere = upstream.as_deref().and_then(|value| {
+                let port = bg_core::http::upstream_port(value)?;
+                (port != self.port()).then(|| value.to_string())
+            });
+            if !said_who
+                && !header.is_empty()
+                && matches!(answer, bg_core::http::Answer::Status { .. })
+            {
+                said_who = true;
+                if upstream.is_none() {
+                    log::info(&format!(
+                        "{url} does not say which port answered (no {header} header): add `add_header {header} $upstream_addr always;` to the site's server block, and the verify checks it"
+                    ));
+                }
+            }
             match &answer {
+                bg_core::http::Answer::Status { status, .. }
+                    if (200..300).contains(status) && elsewhere.is_some() =>
+                {
+                    good_since = None;
+                    last = format!(
+                        "status {status} from {} ({header}), not port {}: nginx sent it to the backup",
+                        elsewhere.unwrap_or_default(),
+                        self.port()
+                    );
+                }
                 bg_core::http::Answer::Status { status, .. } if (200..300).contains(status) => {
                     let since = *good_since.get_or_insert(now);
                     last = format!("status {status}");

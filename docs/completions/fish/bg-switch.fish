@@ -7,6 +7,7 @@ complete -c bg-switch -l reload-cmd -d 'Makes nginx load the configuration [defa
 complete -c bg-switch -l app-host -d 'Managed layout: an app host nginx dials, listed at PORT as primary and at the other port as backup; repeat it for several [default: the hosts already in the file, else 127.0.0.1]' -r
 complete -c bg-switch -l verify-url -d 'After the reload, this URL through nginx must answer 2xx, or the switch is undone (exit 1)' -r
 complete -c bg-switch -l verify-timeout -d 'How long to wait for --verify-url to answer 2xx' -r
+complete -c bg-switch -l upstream-header -d 'The response header in which the site names the server that answered (`add_header X-Upstream $upstream_addr always;`): a --verify-url answer from another port fails the verify. Empty: not checked' -r
 complete -c bg-switch -l verify-settle -d 'How long --verify-url must keep answering 2xx: for a moment after a reload, nginx\'s old workers still serve the previous port' -r
 complete -c bg-switch -l cacert -d 'For https URLs: trust only the CA certificates in this PEM file, instead of the built-in roots (as curl\'s --cacert does) [default: Mozilla\'s roots, built into the binary]' -r -F
 complete -c bg-switch -l nginx-pid-file -d 'nginx\'s pid file on the nginx host: after the reload, wait until that master runs new workers (it has taken the configuration); missing or unreadable: no wait' -r
