@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use bg_deploy_tests::cannot_run;
+
 #[test]
 fn the_demo_deploys_v2_and_cleans_up() {
     let bin = bg_deploy_tests::bin_path("bg-switch")
@@ -48,7 +50,7 @@ fn the_demo_deploys_v2_and_cleans_up() {
     let still_running = Command::new("pgrep")
         .args(["-f", &tmp.path().display().to_string()])
         .output()
-        .unwrap();
+        .unwrap_or_else(cannot_run("pgrep"));
     assert!(
         still_running.stdout.is_empty(),
         "processes left: {}",

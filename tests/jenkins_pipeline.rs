@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{ClosedPort, Sshd, bin_path, http_get};
+use bg_deploy_tests::{ClosedPort, Sshd, bin_path, cannot_run, http_get, need};
 use nginx_site::{Site, Via};
 use tempfile::TempDir;
 
@@ -279,7 +279,7 @@ impl Job {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let begun = Instant::now();
-        let output = cmd.output().expect("groovy is needed: .ci/run installs it");
+        let output = cmd.output().unwrap_or_else(cannot_run("groovy"));
         // stdout is the console; stderr holds `sh -x` traces and the binaries' progress.
         let log = format!(
             "{}{}",
@@ -354,17 +354,18 @@ fn git(dir: &Path, args: &[&str]) {
         .arg(dir)
         .args(args)
         .status()
-        .unwrap();
+        .unwrap_or_else(cannot_run("git"));
     assert!(status.success(), "git {args:?} failed");
 }
 
 /// groovy needs JAVA_HOME: the JDK that holds the `javac` on PATH.
 fn java_home() -> PathBuf {
+    need("javac");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let javac = std::env::split_paths(&path)
         .map(|dir| dir.join("javac"))
         .find(|p| p.is_file())
-        .expect("javac is needed");
+        .unwrap();
     let real = std::fs::canonicalize(javac).unwrap();
     real.ancestors().nth(2).unwrap().to_path_buf()
 }
@@ -518,6 +519,8 @@ fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous(
 
 #[test]
 fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
+    // The Jenkinsfile posts to the chat with curl.
+    need("curl");
     let mut job = Job::new();
     let (blue, green) = (job.site.blue, job.site.green);
     let (url, chat) = chat_webhook();

@@ -354,7 +354,7 @@ fn master_pid(host: &OpensshHost) -> u32 {
         .arg(host.control_socket())
         .arg("placeholder")
         .output()
-        .unwrap();
+        .unwrap_or_else(bg_deploy_tests::cannot_run("ssh"));
     let text = String::from_utf8_lossy(&output.stderr);
     text.split("pid=")
         .nth(1)

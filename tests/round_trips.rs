@@ -163,7 +163,7 @@ fn a_whole_deploy_opens_at_most_seven_channels() {
         .arg(&held)
         .args(["sleep", "30"])
         .spawn()
-        .unwrap();
+        .unwrap_or_else(bg_deploy_tests::cannot_run("flock"));
     let _holder = KillOnDrop(holder);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let busy = loop {

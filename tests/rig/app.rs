@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::wait_for_port;
+use crate::{cannot_run, wait_for_port};
 
 const SOURCE: &str = include_str!("TestApp.java");
 
@@ -37,7 +37,7 @@ pub fn app_jar() -> &'static Path {
             .arg(&classes)
             .arg(work.path().join("TestApp.java"))
             .output()
-            .expect("javac is needed to build the test app");
+            .unwrap_or_else(cannot_run("javac"));
         assert!(
             javac.status.success(),
             "javac failed: {}",
@@ -51,7 +51,7 @@ pub fn app_jar() -> &'static Path {
             .arg(&classes)
             .arg(".")
             .status()
-            .expect("jar is needed to build the test app");
+            .unwrap_or_else(cannot_run("jar"));
         assert!(status.success(), "jar failed");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::rename(&built, &jar).unwrap();
@@ -84,7 +84,7 @@ impl App {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("cannot start java");
+            .unwrap_or_else(cannot_run("java"));
         App {
             port,
             log: log.to_path_buf(),

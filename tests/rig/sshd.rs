@@ -56,10 +56,7 @@ impl Sshd {
     /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first, so they
     /// win over the rig's own lines: sshd keeps the first value it reads.
     pub fn start_with(extra: &str) -> Sshd {
-        assert!(
-            Path::new(SSHD).exists(),
-            "{SSHD} is missing: install openssh-server (.ci/run does)"
-        );
+        crate::need(SSHD);
         // sshd wants its privilege separation directory to exist.
         let _ = std::fs::create_dir_all("/run/sshd");
         let dir = tempfile::Builder::new()
@@ -106,7 +103,7 @@ impl Sshd {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("cannot start sshd");
+                .unwrap_or_else(crate::cannot_run(SSHD));
             let log = Arc::new(Mutex::new(String::new()));
             let (ready_tx, ready_rx) = mpsc::channel();
             let stderr = child.stderr.take().unwrap();
