@@ -188,6 +188,20 @@ fn another_users_process_is_a_clear_error_that_suggests_sudo() {
     );
 }
 
+/// `--sudo` where no `sudo` is installed: the hint names its package.
+#[test]
+fn a_missing_sudo_names_the_package_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = stop(free_port(), dir.path(), &[])
+        .arg("--sudo")
+        .env("PATH", dir.path().join("empty").to_str().unwrap())
+        .run();
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("cannot run sudo"), "{}", run.stderr);
+    assert!(line.contains("`apt-get install sudo`"), "{}", run.stderr);
+}
+
 #[test]
 fn a_dry_run_signals_nothing() {
     let dir = tempfile::tempdir().unwrap();
