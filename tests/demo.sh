@@ -72,9 +72,12 @@ get() {
 
 say "building the stand-in app (a tiny Java HTTP server standing for a Spring Boot jar)"
 mkdir -p "$work/project/build/libs" "$work/classes" "$work/deploy"
-javac -nowarn -d "$work/classes" "$root/tests/rig/TestApp.java" 2>/dev/null
+# Every JVM without its perf data file, which the JVM keeps in /tmp whatever
+# TMPDIR says: the demo leaves nothing behind.
+jvm=-XX:-UsePerfData
+javac "-J$jvm" -nowarn -d "$work/classes" "$root/tests/rig/TestApp.java" 2>/dev/null
 printf "plugins {\n  id 'org.springframework.boot' version '3.2.0'\n}\ngroup = 'com.example'\nversion = '2.0.0'\n" > "$work/project/build.gradle"
-jar --create --file "$work/project/build/libs/demo-2.0.0.jar" --main-class TestApp -C "$work/classes" .
+jar "-J$jvm" --create --file "$work/project/build/libs/demo-2.0.0.jar" --main-class TestApp -C "$work/classes" .
 cat "$work/project/build.gradle"
 
 say "starting nginx on 127.0.0.1:$listen (prefix $work/nginx) and v1 on the blue port $blue"
@@ -110,7 +113,7 @@ ln -s "$work/nginx/sites-available/demo_$blue" "$work/nginx/sites-enabled/demo_$
 nginx=("$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log")
 "${nginx[@]}"
 for _ in $(seq 200); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done  # the daemon writes it after forking
-java -Dserver.port="$blue" -Dapp.version=1.0.0 -jar "$work/project/build/libs/demo-2.0.0.jar" > "$work/v1.log" 2>&1 &
+java "$jvm" -Dserver.port="$blue" -Dapp.version=1.0.0 -jar "$work/project/build/libs/demo-2.0.0.jar" > "$work/v1.log" 2>&1 &
 echo $! > "$work/v1.pid"
 bg-healthcheck -q --url "http://127.0.0.1:$blue/actuator/health" --timeout 60s --interval 100ms > /dev/null
 printf 'nginx serves: '; get "$listen" /
@@ -131,7 +134,7 @@ run bg-stop-port --port "$BG_TARGET_PORT" --protect-port "$BG_ACTIVE_PORT" --loc
 
 say "4/6 Deploy"
 run bg-ship --artifact "$work/project/build/libs/demo-$version.jar" --deploy-path "$work/deploy" \
-  --port "$BG_TARGET_PORT" --java-opts "-Dapp.version=$version" --lock-dir "$work" --format env | tee "$work/ship.env"
+  --port "$BG_TARGET_PORT" --java-opts "$jvm -Dapp.version=$version" --lock-dir "$work" --format env | tee "$work/ship.env"
 source "$work/ship.env"
 
 say "5/6 Health Check"

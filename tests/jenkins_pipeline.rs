@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{ClosedPort, Sshd, bin_path, cannot_run, http_get, need};
+use bg_deploy_tests::{ClosedPort, JAVA_OPTS, Sshd, bin_path, cannot_run, http_get, need};
 use nginx_site::{Site, Via};
 use tempfile::TempDir;
 
@@ -43,11 +43,11 @@ for task in "$@"; do
     clean) rm -rf build ;;
     bootJar)
       mkdir -p build/classes build/libs
-      javac -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
+      javac -J-XX:-UsePerfData -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
       [ -f build/classes/TestApp.class ] || { echo "compilation failed" >&2; exit 1; }
       if [ -d src/main/resources ]; then cp -R src/main/resources/. build/classes/; fi
       echo "app.version=$version" >> build/classes/application.properties
-      jar --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
+      jar -J-XX:-UsePerfData --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
       echo "built build/libs/$name-$version.jar"
       ;;
     *) echo "gradlew stand-in: unknown task $task" >&2; exit 1 ;;
@@ -219,10 +219,7 @@ impl Job {
             ("JAR_PATTERN", "build/libs/demo-{version}.jar".into()),
             ("KEEP_JARS", "3".into()),
             ("SPRING_PROFILE", "test".into()),
-            (
-                "JAVA_OPTS",
-                "-XX:TieredStopAtLevel=1 -Xshare:auto -Xmx64m".into(),
-            ),
+            ("JAVA_OPTS", format!("{JAVA_OPTS} -Xmx64m")),
             ("HEALTH_TIMEOUT", "30s".into()),
             ("BG_BIN", bin),
             (
@@ -273,6 +270,10 @@ impl Job {
             }
         }
         cmd.env("JAVA_HOME", java_home())
+            // groovy's own JVM, with the flag every JVM of the tests gets.
+            .env("JAVA_OPTS", "-XX:-UsePerfData")
+            // The binaries' locks in the job's world, not in the host's /tmp.
+            .env("BG_LOCK_DIR", self.site.work.path().join("locks"))
             .env("SHIM_JOB_NAME", job)
             .env("SHIM_BUILD_NUMBER", self.builds.to_string())
             .stdin(Stdio::null())

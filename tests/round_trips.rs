@@ -10,8 +10,8 @@ mod nginx_site;
 use bg_deploy_tests::{Bin, Sshd, app_jar};
 use nginx_site::{Site, Via};
 
-/// JVM options that start the stand-in quickly.
-const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+/// JVM options that start the stand-in quickly and leave nothing in /tmp.
+const FAST: &str = bg_deploy_tests::JAVA_OPTS;
 
 /// Kills the shipped app when the test ends, whatever happened.
 struct Reap(u32);

@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use crate::{cannot_run, wait_for_port};
 
+/// The flags of every JVM the tests start: a quick start, and no perf data
+/// file. The JVM keeps that file in /tmp/hsperfdata_USER whatever TMPDIR
+/// says, and one killed at a test's end leaves it there: tests leave nothing
+/// in /tmp. `javac` and `jar` get the last one as `-J-XX:-UsePerfData`.
+pub const JAVA_OPTS: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto -XX:-UsePerfData";
+
 const SOURCE: &str = include_str!("TestApp.java");
 
 static JAR: OnceLock<PathBuf> = OnceLock::new();
@@ -33,7 +39,12 @@ pub fn app_jar() -> &'static Path {
         std::fs::write(work.path().join("TestApp.java"), SOURCE).unwrap();
         let classes = work.path().join("classes");
         let javac = Command::new("javac")
-            .args(["-nowarn", "-XDignore.symbol.file", "-d"])
+            .args([
+                "-J-XX:-UsePerfData",
+                "-nowarn",
+                "-XDignore.symbol.file",
+                "-d",
+            ])
             .arg(&classes)
             .arg(work.path().join("TestApp.java"))
             .output()
@@ -45,7 +56,7 @@ pub fn app_jar() -> &'static Path {
         );
         let built = work.path().join("app.jar");
         let status = Command::new("jar")
-            .args(["--create", "--file"])
+            .args(["-J-XX:-UsePerfData", "--create", "--file"])
             .arg(&built)
             .args(["--main-class", "TestApp", "-C"])
             .arg(&classes)
@@ -71,8 +82,7 @@ impl App {
     pub fn start(port: u16, properties: &[(&str, &str)], log: &Path) -> App {
         let out = std::fs::File::create(log).unwrap();
         let mut cmd = Command::new("java");
-        cmd.arg("-XX:TieredStopAtLevel=1")
-            .arg("-Xshare:auto")
+        cmd.args(JAVA_OPTS.split_whitespace())
             .arg(format!("-Dserver.port={port}"));
         for (k, v) in properties {
             cmd.arg(format!("-D{k}={v}"));

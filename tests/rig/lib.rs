@@ -17,7 +17,7 @@ mod nginx;
 mod programs;
 mod sshd;
 
-pub use app::{App, app_jar};
+pub use app::{App, JAVA_OPTS, app_jar};
 pub use bin::{Bin, Run, bin_path, runtime_dir};
 pub use delay::DelayProxy;
 pub use net::{ClosedPort, free_port, http_get, wait_for_port};
