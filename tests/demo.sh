@@ -2,9 +2,11 @@
 # A complete local blue/green deploy, for a newcomer: builds the binaries,
 # starts nginx with its own prefix in a temp dir on a loopback port (never the
 # system nginx), starts the stand-in app as v1 on the blue port, deploys v2
-# through the six stages, shows what nginx serves before and after, and
-# cleans everything up. Usage: bash tests/demo.sh
+# through the six stages, shows what nginx serves before and after, cleans
+# everything up, and says how long it all took. Usage: bash tests/demo.sh
+# (BG_DEMO_BIN=DIR: use the binaries in DIR instead of building them).
 set -euo pipefail
+SECONDS=0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bold=$'\e[1m'; off=$'\e[0m'
@@ -30,14 +32,23 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -n "${BG_DEMO_BIN:-}" ]; then
   bin=$BG_DEMO_BIN
 else
-  say "building the binaries"
-  (cd "$root" && cargo build --workspace --bins --quiet)
-  bin=$root/target/debug
+  # cargo's own progress on stderr: a first build takes minutes.
+  say "building the binaries (cargo build --workspace --bins)"
+  (cd "$root" && "${CARGO:-cargo}" build --workspace --bins)
+  target=${CARGO_TARGET_DIR:-target}
+  [[ $target == /* ]] || target=$root/$target
+  bin=$target/debug
 fi
 export PATH="$bin:$PATH"
 
+# How long the demo has run: 42s, 2m 05s.
+took() {
+  if [ "$SECONDS" -lt 60 ]; then echo "${SECONDS}s"; else printf '%dm %02ds\n' $((SECONDS / 60)) $((SECONDS % 60)); fi
+}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/bg-demo.XXXXXX")
 cleanup() {
+  local status=$?
   set +e
   local pids=() pidfile pid i
   for pidfile in "$work"/deploy/app-*.pid "$work"/v1.pid "$work"/nginx/nginx.pid; do
@@ -49,6 +60,11 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null
   done
   rm -rf "$work"
+  if [ "$status" -eq 0 ]; then
+    say "cleaned up; the whole demo took $(took)"
+  else
+    echo "demo: failed after $(took) (cleaned up)" >&2
+  fi
 }
 trap cleanup EXIT
 
