@@ -9,8 +9,8 @@ use bg_deploy_tests::{Bin, Run, app_jar, free_port, http_get, wait_for_port};
 
 use bg_deploy_tests::both_ways;
 
-/// JVM options that start the stand-in quickly.
-const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+/// JVM options that start the stand-in quickly and leave nothing in /tmp.
+const FAST: &str = bg_deploy_tests::JAVA_OPTS;
 
 /// Kills a started app when the test ends, whatever happened.
 struct Reap(u32);

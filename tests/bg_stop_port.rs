@@ -164,14 +164,20 @@ fn another_users_process_is_a_clear_error_that_suggests_sudo() {
         eprintln!("skipped: needs root and runuser to act as another user");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // nobody runs a copy: the built binary may be where only root can
+    // reach it (a clone under /root, mode 0700).
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stop_port = bin.path().join("bg-stop-port");
+    std::fs::copy(bg_deploy_tests::bin_path("bg-stop-port"), &stop_port).unwrap();
     let port = free_port();
     let mut app = App::start_ready(port, &[], &dir.path().join("app.log"));
     let output = std::process::Command::new(runuser)
         .args(["-u", "nobody", "--"])
-        .arg(bg_deploy_tests::bin_path("bg-stop-port"))
+        .arg(&stop_port)
         .args(["--port", &port.to_string(), "--lock-dir"])
         .arg(dir.path())
         .output()
@@ -186,6 +192,20 @@ fn another_users_process_is_a_clear_error_that_suggests_sudo() {
         None,
         "the app was stopped"
     );
+}
+
+/// `--sudo` where no `sudo` is installed: the hint names its package.
+#[test]
+fn a_missing_sudo_names_the_package_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = stop(free_port(), dir.path(), &[])
+        .arg("--sudo")
+        .env("PATH", dir.path().join("empty").to_str().unwrap())
+        .run();
+    run.code(1);
+    let line = run.error_line();
+    assert!(line.contains("cannot run sudo"), "{}", run.stderr);
+    assert!(line.contains("`apt-get install sudo`"), "{}", run.stderr);
 }
 
 #[test]

@@ -2,9 +2,11 @@
 # A complete local blue/green deploy, for a newcomer: builds the binaries,
 # starts nginx with its own prefix in a temp dir on a loopback port (never the
 # system nginx), starts the stand-in app as v1 on the blue port, deploys v2
-# through the six stages, shows what nginx serves before and after, and
-# cleans everything up. Usage: bash tests/demo.sh
+# through the six stages, shows what nginx serves before and after, cleans
+# everything up, and says how long it all took. Usage: bash tests/demo.sh
+# (BG_DEMO_BIN=DIR: use the binaries in DIR instead of building them).
 set -euo pipefail
+SECONDS=0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bold=$'\e[1m'; off=$'\e[0m'
@@ -30,14 +32,23 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -n "${BG_DEMO_BIN:-}" ]; then
   bin=$BG_DEMO_BIN
 else
-  say "building the binaries"
-  (cd "$root" && cargo build --workspace --bins --quiet)
-  bin=$root/target/debug
+  # cargo's own progress on stderr: a first build takes minutes.
+  say "building the binaries (cargo build --workspace --bins)"
+  (cd "$root" && "${CARGO:-cargo}" build --workspace --bins)
+  target=${CARGO_TARGET_DIR:-target}
+  [[ $target == /* ]] || target=$root/$target
+  bin=$target/debug
 fi
 export PATH="$bin:$PATH"
 
+# How long the demo has run: 42s, 2m 05s.
+took() {
+  if [ "$SECONDS" -lt 60 ]; then echo "${SECONDS}s"; else printf '%dm %02ds\n' $((SECONDS / 60)) $((SECONDS % 60)); fi
+}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/bg-demo.XXXXXX")
 cleanup() {
+  local status=$?
   set +e
   local pids=() pidfile pid i
   for pidfile in "$work"/deploy/app-*.pid "$work"/v1.pid "$work"/nginx/nginx.pid; do
@@ -49,6 +60,11 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null
   done
   rm -rf "$work"
+  if [ "$status" -eq 0 ]; then
+    say "cleaned up; the whole demo took $(took)"
+  else
+    echo "demo: failed after $(took) (cleaned up)" >&2
+  fi
 }
 trap cleanup EXIT
 
@@ -72,9 +88,12 @@ get() {
 
 say "building the stand-in app (a tiny Java HTTP server standing for a Spring Boot jar)"
 mkdir -p "$work/project/build/libs" "$work/classes" "$work/deploy"
-javac -nowarn -d "$work/classes" "$root/tests/rig/TestApp.java" 2>/dev/null
+# Every JVM without its perf data file, which the JVM keeps in /tmp whatever
+# TMPDIR says: the demo leaves nothing behind.
+jvm=-XX:-UsePerfData
+javac "-J$jvm" -nowarn -d "$work/classes" "$root/tests/rig/TestApp.java" 2>/dev/null
 printf "plugins {\n  id 'org.springframework.boot' version '3.2.0'\n}\ngroup = 'com.example'\nversion = '2.0.0'\n" > "$work/project/build.gradle"
-jar --create --file "$work/project/build/libs/demo-2.0.0.jar" --main-class TestApp -C "$work/classes" .
+jar "-J$jvm" --create --file "$work/project/build/libs/demo-2.0.0.jar" --main-class TestApp -C "$work/classes" .
 cat "$work/project/build.gradle"
 
 say "starting nginx on 127.0.0.1:$listen (prefix $work/nginx) and v1 on the blue port $blue"
@@ -111,7 +130,7 @@ ln -s "$work/nginx/sites-available/demo_$blue" "$work/nginx/sites-enabled/demo_$
 nginx=("$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log")
 "${nginx[@]}"
 for _ in $(seq 200); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done  # the daemon writes it after forking
-java -Dserver.port="$blue" -Dapp.version=1.0.0 -jar "$work/project/build/libs/demo-2.0.0.jar" > "$work/v1.log" 2>&1 &
+java "$jvm" -Dserver.port="$blue" -Dapp.version=1.0.0 -jar "$work/project/build/libs/demo-2.0.0.jar" > "$work/v1.log" 2>&1 &
 echo $! > "$work/v1.pid"
 bg-healthcheck -q --url "http://127.0.0.1:$blue/actuator/health" --timeout 60s --interval 100ms > /dev/null
 printf 'nginx serves: '; get "$listen" /
@@ -132,7 +151,7 @@ run bg-stop-port --port "$BG_TARGET_PORT" --protect-port "$BG_ACTIVE_PORT" --loc
 
 say "4/6 Deploy"
 run bg-ship --artifact "$work/project/build/libs/demo-$version.jar" --deploy-path "$work/deploy" \
-  --port "$BG_TARGET_PORT" --java-opts "-Dapp.version=$version" --lock-dir "$work" --format env | tee "$work/ship.env"
+  --port "$BG_TARGET_PORT" --java-opts "$jvm -Dapp.version=$version" --lock-dir "$work" --format env | tee "$work/ship.env"
 source "$work/ship.env"
 
 say "5/6 Health Check"

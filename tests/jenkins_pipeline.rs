@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bg_deploy_tests::{ClosedPort, Sshd, bin_path, http_get};
+use bg_deploy_tests::{ClosedPort, JAVA_OPTS, Sshd, bin_path, cannot_run, http_get, need};
 use nginx_site::{Site, Via};
 use tempfile::TempDir;
 
@@ -43,11 +43,11 @@ for task in "$@"; do
     clean) rm -rf build ;;
     bootJar)
       mkdir -p build/classes build/libs
-      javac -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
+      javac -J-XX:-UsePerfData -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
       [ -f build/classes/TestApp.class ] || { echo "compilation failed" >&2; exit 1; }
       if [ -d src/main/resources ]; then cp -R src/main/resources/. build/classes/; fi
       echo "app.version=$version" >> build/classes/application.properties
-      jar --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
+      jar -J-XX:-UsePerfData --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
       echo "built build/libs/$name-$version.jar"
       ;;
     *) echo "gradlew stand-in: unknown task $task" >&2; exit 1 ;;
@@ -219,10 +219,7 @@ impl Job {
             ("JAR_PATTERN", "build/libs/demo-{version}.jar".into()),
             ("KEEP_JARS", "3".into()),
             ("SPRING_PROFILE", "test".into()),
-            (
-                "JAVA_OPTS",
-                "-XX:TieredStopAtLevel=1 -Xshare:auto -Xmx64m".into(),
-            ),
+            ("JAVA_OPTS", format!("{JAVA_OPTS} -Xmx64m")),
             ("HEALTH_TIMEOUT", "30s".into()),
             ("BG_BIN", bin),
             (
@@ -273,13 +270,17 @@ impl Job {
             }
         }
         cmd.env("JAVA_HOME", java_home())
+            // groovy's own JVM, with the flag every JVM of the tests gets.
+            .env("JAVA_OPTS", "-XX:-UsePerfData")
+            // The binaries' locks in the job's world, not in the host's /tmp.
+            .env("BG_LOCK_DIR", self.site.work.path().join("locks"))
             .env("SHIM_JOB_NAME", job)
             .env("SHIM_BUILD_NUMBER", self.builds.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let begun = Instant::now();
-        let output = cmd.output().expect("groovy is needed: .ci/run installs it");
+        let output = cmd.output().unwrap_or_else(cannot_run("groovy"));
         // stdout is the console; stderr holds `sh -x` traces and the binaries' progress.
         let log = format!(
             "{}{}",
@@ -354,17 +355,18 @@ fn git(dir: &Path, args: &[&str]) {
         .arg(dir)
         .args(args)
         .status()
-        .unwrap();
+        .unwrap_or_else(cannot_run("git"));
     assert!(status.success(), "git {args:?} failed");
 }
 
 /// groovy needs JAVA_HOME: the JDK that holds the `javac` on PATH.
 fn java_home() -> PathBuf {
+    need("javac");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let javac = std::env::split_paths(&path)
         .map(|dir| dir.join("javac"))
         .find(|p| p.is_file())
-        .expect("javac is needed");
+        .unwrap();
     let real = std::fs::canonicalize(javac).unwrap();
     real.ancestors().nth(2).unwrap().to_path_buf()
 }
@@ -518,6 +520,8 @@ fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous(
 
 #[test]
 fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
+    // The Jenkinsfile posts to the chat with curl.
+    need("curl");
     let mut job = Job::new();
     let (blue, green) = (job.site.blue, job.site.green);
     let (url, chat) = chat_webhook();

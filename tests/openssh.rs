@@ -347,6 +347,33 @@ fn an_unreachable_control_directory_is_exit_4() {
     assert_eq!(err.code(), Code::Unreachable);
 }
 
+/// No `ssh` on PATH: exit 4, and the hint names the package that has it.
+#[test]
+fn a_missing_ssh_names_the_package_to_install() {
+    let closed = ClosedPort::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = stop_nothing(
+        &[
+            "--host".into(),
+            format!("127.0.0.1:{}", closed.port),
+            "--ssh-client".into(),
+            "openssh".into(),
+            "--no-ssh-config".into(),
+        ],
+        dir.path(),
+    )
+    .env("PATH", dir.path().join("empty").to_str().unwrap())
+    .run();
+    let line = refused(&run);
+    assert!(line.contains("cannot run `ssh`"), "{}", run.stderr);
+    assert!(
+        line.contains("`apt-get install openssh-client`"),
+        "{}",
+        run.stderr
+    );
+    assert!(line.contains("--ssh-client ssh2"), "{}", run.stderr);
+}
+
 /// The pid of the master serving `host`, from `ssh -O check`.
 fn master_pid(host: &OpensshHost) -> u32 {
     let output = std::process::Command::new("ssh")
@@ -354,7 +381,7 @@ fn master_pid(host: &OpensshHost) -> u32 {
         .arg(host.control_socket())
         .arg("placeholder")
         .output()
-        .unwrap();
+        .unwrap_or_else(bg_deploy_tests::cannot_run("ssh"));
     let text = String::from_utf8_lossy(&output.stderr);
     text.split("pid=")
         .nth(1)

@@ -290,6 +290,7 @@ fn ssh_and_scp_work_through_the_delay_proxy() {
     drop(host);
 
     let openssh = |program: &str, port_flag: &str, args: &[&str]| {
+        bg_deploy_tests::need(program);
         let output = std::process::Command::new("timeout")
             .args(["60", program, "-i"])
             .arg(&sshd.client_key)

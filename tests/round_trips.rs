@@ -10,8 +10,8 @@ mod nginx_site;
 use bg_deploy_tests::{Bin, Sshd, app_jar};
 use nginx_site::{Site, Via};
 
-/// JVM options that start the stand-in quickly.
-const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+/// JVM options that start the stand-in quickly and leave nothing in /tmp.
+const FAST: &str = bg_deploy_tests::JAVA_OPTS;
 
 /// Kills the shipped app when the test ends, whatever happened.
 struct Reap(u32);
@@ -163,7 +163,7 @@ fn a_whole_deploy_opens_at_most_seven_channels() {
         .arg(&held)
         .args(["sleep", "30"])
         .spawn()
-        .unwrap();
+        .unwrap_or_else(bg_deploy_tests::cannot_run("flock"));
     let _holder = KillOnDrop(holder);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let busy = loop {

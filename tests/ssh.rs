@@ -176,7 +176,7 @@ fn a_hashed_entry_is_trusted() {
         .arg("-f")
         .arg(&file)
         .status()
-        .unwrap();
+        .unwrap_or_else(bg_deploy_tests::cannot_run("ssh-keygen"));
     assert!(status.success());
     let hashed = std::fs::read_to_string(&file).unwrap();
     assert!(
@@ -259,7 +259,7 @@ impl Agent {
             .arg(&socket)
             .stdout(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(bg_deploy_tests::cannot_run("ssh-agent"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             assert!(
@@ -274,7 +274,7 @@ impl Agent {
                 .arg(key)
                 .env("SSH_AUTH_SOCK", &socket)
                 .status()
-                .unwrap();
+                .unwrap_or_else(bg_deploy_tests::cannot_run("ssh-add"));
             assert!(status.success(), "ssh-add {}", key.display());
         }
         Agent { socket, child }

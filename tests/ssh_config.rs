@@ -449,7 +449,7 @@ fn running(marker: &str) -> bool {
     std::process::Command::new("pgrep")
         .args(["-f", marker])
         .output()
-        .unwrap()
+        .unwrap_or_else(bg_deploy_tests::cannot_run("pgrep"))
         .status
         .success()
 }

@@ -165,8 +165,13 @@ argv.each { a ->
 
 File workspace = new File(workspacePath).canonicalFile
 workspace.mkdirs()
+// Jenkins copies secrets into WORKSPACE@tmp, a sibling of the workspace. The
+// shim makes it for the first copy and removes it when it ends (unless it was
+// there before): a test's workspace is a temp dir, and its sibling would be
+// left behind in /tmp.
 File tmpDir = new File(workspace.path + '@tmp')
-tmpDir.mkdirs()
+boolean tmpDirIsOurs = !tmpDir.exists()
+addShutdownHook { if (tmpDirIsOurs) tmpDir.deleteDir() }
 Map credentials = credentialsPath ? new JsonSlurper().parse(new File(credentialsPath)) as Map : [:]
 
 Map<String, String> globalEnv = new LinkedHashMap<>(System.getenv())
@@ -274,6 +279,7 @@ def credential = { String id, String type ->
 }
 // Jenkins copies secrets to temporary files that live as long as the block.
 def secretCopy = { String source ->
+    tmpDir.mkdirs()
     File copy = File.createTempFile('secret', '', tmpDir)
     copy.bytes = new File(source).bytes
     copy.setReadable(false, false); copy.setReadable(true, true)

@@ -6,7 +6,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::wait_for_port;
+use crate::{cannot_run, wait_for_port};
+
+/// The flags of every JVM the tests start: a quick start, and no perf data
+/// file. The JVM keeps that file in /tmp/hsperfdata_USER whatever TMPDIR
+/// says, and one killed at a test's end leaves it there: tests leave nothing
+/// in /tmp. `javac` and `jar` get the last one as `-J-XX:-UsePerfData`.
+pub const JAVA_OPTS: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto -XX:-UsePerfData";
 
 const SOURCE: &str = include_str!("TestApp.java");
 
@@ -33,11 +39,16 @@ pub fn app_jar() -> &'static Path {
         std::fs::write(work.path().join("TestApp.java"), SOURCE).unwrap();
         let classes = work.path().join("classes");
         let javac = Command::new("javac")
-            .args(["-nowarn", "-XDignore.symbol.file", "-d"])
+            .args([
+                "-J-XX:-UsePerfData",
+                "-nowarn",
+                "-XDignore.symbol.file",
+                "-d",
+            ])
             .arg(&classes)
             .arg(work.path().join("TestApp.java"))
             .output()
-            .expect("javac is needed to build the test app");
+            .unwrap_or_else(cannot_run("javac"));
         assert!(
             javac.status.success(),
             "javac failed: {}",
@@ -45,13 +56,13 @@ pub fn app_jar() -> &'static Path {
         );
         let built = work.path().join("app.jar");
         let status = Command::new("jar")
-            .args(["--create", "--file"])
+            .args(["-J-XX:-UsePerfData", "--create", "--file"])
             .arg(&built)
             .args(["--main-class", "TestApp", "-C"])
             .arg(&classes)
             .arg(".")
             .status()
-            .expect("jar is needed to build the test app");
+            .unwrap_or_else(cannot_run("jar"));
         assert!(status.success(), "jar failed");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::rename(&built, &jar).unwrap();
@@ -71,8 +82,7 @@ impl App {
     pub fn start(port: u16, properties: &[(&str, &str)], log: &Path) -> App {
         let out = std::fs::File::create(log).unwrap();
         let mut cmd = Command::new("java");
-        cmd.arg("-XX:TieredStopAtLevel=1")
-            .arg("-Xshare:auto")
+        cmd.args(JAVA_OPTS.split_whitespace())
             .arg(format!("-Dserver.port={port}"));
         for (k, v) in properties {
             cmd.arg(format!("-D{k}={v}"));
@@ -84,7 +94,7 @@ impl App {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("cannot start java");
+            .unwrap_or_else(cannot_run("java"));
         App {
             port,
             log: log.to_path_buf(),

@@ -14,13 +14,15 @@ mod bin;
 mod delay;
 mod net;
 mod nginx;
+mod programs;
 mod sshd;
 
-pub use app::{App, app_jar};
+pub use app::{App, JAVA_OPTS, app_jar};
 pub use bin::{Bin, Run, bin_path, runtime_dir};
 pub use delay::DelayProxy;
 pub use net::{ClosedPort, free_port, http_get, wait_for_port};
 pub use nginx::Nginx;
+pub use programs::{SETUP_COMMAND, cannot_run, cannot_run_message, need, package_of, setup_table};
 pub use sshd::{Sshd, descendants, keygen};
 
 #[doc(hidden)]
@@ -77,7 +79,7 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     let output = std::process::Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        .unwrap_or_else(cannot_run(program));
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}",

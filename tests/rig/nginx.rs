@@ -2,7 +2,7 @@
 //! never the system one. The master runs in the foreground as our child;
 //! `test_cmd()` and `reload_cmd()` are what bg-switch is given.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,10 +23,7 @@ impl Nginx {
     /// Lays out `sites-available/`, `sites-enabled/`, `conf.d/` and nginx.conf;
     /// the test writes its site files, then calls [`Nginx::start`].
     pub fn new() -> Nginx {
-        assert!(
-            Path::new(NGINX).exists(),
-            "{NGINX} is missing: install nginx-light (.ci/run does)"
-        );
+        crate::need(NGINX);
         let dir = tempfile::Builder::new()
             .prefix("bg-nginx-")
             .tempdir()
@@ -102,7 +99,7 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("cannot start nginx");
+                .unwrap_or_else(crate::cannot_run("sh"));
             // nginx listens before it writes its pid file, and `nginx -s reload`
             // reads that file: ready means both.
             if wait_for_port(self.status_port, Duration::from_secs(10)) {

@@ -56,10 +56,7 @@ impl Sshd {
     /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first, so they
     /// win over the rig's own lines: sshd keeps the first value it reads.
     pub fn start_with(extra: &str) -> Sshd {
-        assert!(
-            Path::new(SSHD).exists(),
-            "{SSHD} is missing: install openssh-server (.ci/run does)"
-        );
+        crate::need(SSHD);
         // sshd wants its privilege separation directory to exist.
         let _ = std::fs::create_dir_all("/run/sshd");
         let dir = tempfile::Builder::new()
@@ -80,6 +77,11 @@ impl Sshd {
             .collect::<Vec<_>>()
             .join(" ");
         let user = current_user();
+        // The sessions' TMPDIR: the host side of a run keeps its scratch
+        // files there (the mux's `bg-mux.*`), and a session killed when the
+        // server stops cannot remove its own; they go with this directory.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
 
         for _attempt in 0..10 {
             let port = free_port();
@@ -87,13 +89,14 @@ impl Sshd {
             std::fs::write(
                 &config,
                 format!(
-                    "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                    "{extra}SetEnv TMPDIR={tmp}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
                      PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
                      AllowUsers {user}\nMaxStartups 100\nMaxAuthTries 10\nLogLevel VERBOSE\n\
                      Subsystem sftp internal-sftp\n",
                     host_key = host_key.display(),
                     dir = dir.path().display(),
+                    tmp = tmp.display(),
                 ),
             )
             .unwrap();
@@ -106,7 +109,7 @@ impl Sshd {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("cannot start sshd");
+                .unwrap_or_else(crate::cannot_run(SSHD));
             let log = Arc::new(Mutex::new(String::new()));
             let (ready_tx, ready_rx) = mpsc::channel();
             let stderr = child.stderr.take().unwrap();
@@ -311,11 +314,28 @@ impl Drop for Sshd {
         let sessions = descendants(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for pid in sessions {
+        for &pid in &sessions {
             // SAFETY: kill(2) on a process this server started.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
+        // The directory goes next: no session may still be writing there.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sessions.iter().any(|&pid| running(pid)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
+}
+
+/// Whether `pid` is a process that has not ended (neither gone nor a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !matches!(
+            stat.rsplit(") ")
+                .next()
+                .and_then(|rest| rest.chars().next()),
+            Some('Z' | 'X') | None
+        )
+    })
 }
 
 /// Every process below `pid`, read from /proc.

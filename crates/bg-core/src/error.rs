@@ -260,7 +260,12 @@ impl Failure for HostError {
             HostError::SshClient { hint, .. } => hint.clone(),
             HostError::ControlDir { .. } => "set XDG_RUNTIME_DIR to a directory of your own (mode 0700), or use --ssh-client ssh2".into(),
             HostError::Ssh { .. } | HostError::Transport { .. } => "run again; if it persists, check the host's sshd log".into(),
-            HostError::Spawn { .. } => "check that the program is installed and on PATH".into(),
+            HostError::Spawn { program, source, .. } => match debian_package(program) {
+                Some(package) if source.kind() == std::io::ErrorKind::NotFound => {
+                    format!("{}, or put {program} on PATH", install_hint(package))
+                }
+                _ => "check that the program is installed and on PATH".into(),
+            },
             HostError::LocalFile { .. } => "check the path and its permissions".into(),
             HostError::Nul { .. } => "remove the NUL byte from the value".into(),
             HostError::Command { .. } => "see the command's output above".into(),
@@ -298,6 +303,23 @@ impl Failure for HostError {
             _ => None,
         }
     }
+}
+
+/// The Debian (and Ubuntu) package of a program the binaries start on the
+/// machine they run on, for the hint when it is not installed.
+pub fn debian_package(program: &str) -> Option<&'static str> {
+    match program {
+        "ssh" => Some("openssh-client"),
+        "sudo" => Some("sudo"),
+        _ => None,
+    }
+}
+
+/// How to install `package`, for a hint.
+pub fn install_hint(package: &str) -> String {
+    format!(
+        "install the {package} package (as root on Debian and Ubuntu: `apt-get install {package}`)"
+    )
 }
 
 /// Bad usage or bad input detected by a binary after clap parsed its flags.

@@ -141,13 +141,16 @@ fn put_string(out: &mut Vec<u8>, field: &[u8]) {
 mod tests {
     use super::*;
 
+    const SSH_KEYGEN: &str = "cannot run ssh-keygen: it comes with the Debian package \
+        openssh-client (`bash scripts/install-test-deps.sh` installs what the tests need)";
+
     fn keygen(dir: &Path, passphrase: &str) -> (String, String) {
         let path = dir.join("k");
         let status = std::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "c", "-f"])
             .arg(&path)
             .status()
-            .unwrap();
+            .expect(SSH_KEYGEN);
         assert!(status.success());
         (
             std::fs::read_to_string(&path).unwrap(),
@@ -172,7 +175,7 @@ mod tests {
             .arg("-f")
             .arg(&path)
             .output()
-            .unwrap();
+            .expect(SSH_KEYGEN);
         assert!(
             derived.status.success(),
             "{}",

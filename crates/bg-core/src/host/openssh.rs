@@ -304,10 +304,14 @@ impl OpensshHost {
     }
 
     fn spawn_error(&self, source: std::io::Error) -> HostError {
+        let package = crate::error::debian_package(SSH).unwrap_or("openssh-client");
         HostError::SshClient {
             target: self.name.clone(),
             what: format!("cannot run `{SSH}`: {source}"),
-            hint: "install the OpenSSH client, or use --ssh-client ssh2 (built in)".into(),
+            hint: format!(
+                "{}, or use --ssh-client ssh2 (built in)",
+                crate::error::install_hint(package)
+            ),
         }
     }
 
