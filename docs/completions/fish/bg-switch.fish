@@ -1,4 +1,7 @@
 complete -c bg-switch -l port -d 'The port to make active: the blue or the green port' -r
+complete -c bg-switch -l url -d 'With --previous: the other color\'s health URL, probed from here before any change; {port} is filled with its port (e.g. http://10.0.0.5:{port}/actuator/health)' -r
+complete -c bg-switch -l expect-status -d 'With --url: healthy statuses, a list or ranges (200,204,300-399)' -r
+complete -c bg-switch -l expect-body -d 'With --url: a regex the body must match' -r
 complete -c bg-switch -l test-cmd -d 'Checks nginx\'s configuration after the change, before the reload' -r
 complete -c bg-switch -l reload-cmd -d 'Makes nginx load the configuration [default: `systemctl reload nginx` where systemd runs, else `nginx -s reload`]' -r
 complete -c bg-switch -l app-host -d 'Managed layout: an app host nginx dials, listed at PORT as primary and at the other port as backup; repeat it for several [default: the hosts already in the file, else 127.0.0.1]' -r
@@ -9,6 +12,8 @@ complete -c bg-switch -l cacert -d 'For https URLs: trust only the CA certificat
 complete -c bg-switch -l nginx-pid-file -d 'nginx\'s pid file on the nginx host: after the reload, wait until that master runs new workers (it has taken the configuration); missing or unreadable: no wait' -r
 complete -c bg-switch -l reload-timeout -d 'How long nginx may take to run new workers after the reload command returns' -r
 complete -c bg-switch -l history-file -d 'One JSON line per switch is appended here, on the nginx host [default: /var/lib/bg/SITE.history.jsonl]' -r
+complete -c bg-switch -l app-version -d 'The version going live, for the history line (gradle-version\'s BG_VERSION) [default: as bg-ship recorded it in --deploy-path, else as the history last saw the port]' -r
+complete -c bg-switch -l deploy-path -d 'The app\'s directory, when nginx runs on the app host: the jar and version bg-ship recorded there for each port (app-PORT.json) go into the history line' -r
 complete -c bg-switch -l site -d 'Site name: the symlink layout\'s files are sites-available/NAME_PORT' -r
 complete -c bg-switch -l blue-port -d 'The blue port (the target when nothing is active yet)' -r
 complete -c bg-switch -l green-port -d 'The green port' -r
@@ -34,6 +39,7 @@ complete -c bg-switch -l ssh-persist -d 'openssh client: how long its shared con
 complete -c bg-switch -l format -d 'Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines' -r -f -a "text\t'The one value a shell wants, or one human line'
 json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
+complete -c bg-switch -l previous -d 'Switch back to the other color (a rollback), only when its app is alive and --url answers healthy there; else exit 3, nothing changed'
 complete -c bg-switch -l init -d 'Managed layout: write the upstream file when none exists yet (else that is exit 3)'
 complete -c bg-switch -l no-target-check -d 'Switch even when nothing answers at the target port\'s addresses (checked from the nginx host before any change; a dead target is exit 3)'
 complete -c bg-switch -l insecure -d 'For https URLs: do not verify the server\'s certificate at all (a warning says so on stderr)'
