@@ -688,6 +688,12 @@ fn bad_usage_is_exit_2() {
     zero.code(2);
     let both = Bin::new("bg-status").args(["--history", "--check"]).run();
     both.code(2);
+    let cacert = Bin::new("bg-status")
+        .args(["--health-url", "https://127.0.0.1:{port}/health"])
+        .args(["--cacert", "/nonexistent/ca.pem"])
+        .run();
+    cacert.code(2);
+    assert!(cacert.error_line().contains("ca.pem"), "{}", cacert.stderr);
 }
 
 #[test]

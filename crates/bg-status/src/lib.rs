@@ -17,7 +17,9 @@ pub mod table;
 
 use std::time::Duration;
 
-use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_host_path, parse_positive_duration};
+use bg_core::cli::{
+    HostArgs, LockArgs, OutputArgs, TlsArgs, parse_host_path, parse_positive_duration,
+};
 use bg_core::host::{Host, Prefetched};
 use bg_core::http::{Answer, Probe, StatusSet};
 use bg_core::layout::{self, LayoutArgs, LayoutError, State};
@@ -62,6 +64,9 @@ pub struct Cli {
     /// How long each probe may take
     #[arg(long, env = "BG_HEALTH_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub health_timeout: Duration,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Exit 1 unless a port is active, nginx has loaded the files that say so, no switch is
     /// pending, and the active port's app listens (and, with --health-url, answers healthy)
@@ -162,8 +167,13 @@ impl bg_core::Tool for Cli {
         }
         // The probes go out while the hosts are read.
         let ports = [self.layout.blue_port, self.layout.green_port];
-        let probes = health.map(|template| {
-            let probe = Probe::new(self.health_timeout);
+        // A bad --cacert is bad input, before anything else happens.
+        let trust = match &health {
+            Some(_) => Some(self.tls.trust()?),
+            None => None,
+        };
+        let probes = health.zip(trust).map(|(template, trust)| {
+            let probe = Probe::with_trust(self.health_timeout, &trust);
             ports.map(|port| {
                 let (probe, url) = (probe.clone(), template.replace("{port}", &port.to_string()));
                 std::thread::spawn(move || probe.get(&url))

@@ -2,6 +2,7 @@ complete -c bg-status -l deploy-path -d 'The app\'s directory on the app host, w
 complete -c bg-status -l health-url -d 'Probe each port once at this URL, {port} standing for it (e.g. http://10.0.0.5:{port}/actuator/health), from where bg-status runs' -r
 complete -c bg-status -l expect-status -d 'Statuses of --health-url that count as healthy: a list or ranges, e.g. 200,204,300-399' -r
 complete -c bg-status -l health-timeout -d 'How long each probe may take' -r
+complete -c bg-status -l cacert -d 'For https URLs: trust only the CA certificates in this PEM file, instead of the built-in roots (as curl\'s --cacert does) [default: Mozilla\'s roots, built into the binary]' -r -F
 complete -c bg-status -l history -d 'Print the last N switches from bg-switch\'s history file instead [default N: 10]' -r
 complete -c bg-status -l history-file -d 'bg-switch\'s history file on the nginx host [default: /var/lib/bg/SITE.history.jsonl]' -r
 complete -c bg-status -l nginx-pid-file -d 'nginx\'s pid file on the nginx host: when its master\'s workers started tells whether nginx has loaded the files; unreadable: that is not known' -r
@@ -30,6 +31,7 @@ complete -c bg-status -l ssh-persist -d 'openssh client: how long its shared con
 complete -c bg-status -l format -d 'Result format on stdout: the value alone, one JSON object, or BG_KEY=value lines' -r -f -a "text\t'The one value a shell wants, or one human line'
 json\t'One JSON object on one line'
 env\t'`BG_KEY=value` lines, shell-safe'"
+complete -c bg-status -l insecure -d 'For https URLs: do not verify the server\'s certificate at all (a warning says so on stderr)'
 complete -c bg-status -l check -d 'Exit 1 unless a port is active, nginx has loaded the files that say so, no switch is pending, and the active port\'s app listens (and, with --health-url, answers healthy)'
 complete -c bg-status -l no-ssh-config -d 'Read no ssh_config file, not even --ssh-config\'s: only the flags and BG_* variables count'
 complete -c bg-status -l sudo -d 'Run privileged commands as `sudo -n ...` (BG_SUDO=1)'
