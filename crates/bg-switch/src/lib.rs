@@ -491,12 +491,12 @@ impl bg_core::Tool for Cli {
             );
             return Ok(report);
         }
-        if let Some(url) = &self.url
-            && let Err(e) = self.gate(url)
-        {
-            let refused = Err(e);
-            self.record_result(host, from, &refused, &pending_path);
-            return Err(refused.unwrap_err().into());
+        if let Some(url) = &self.url {
+            let gated = self.gate(url);
+            if gated.is_err() {
+                self.record_result(host, from, &gated, &pending_path);
+            }
+            gated?;
         }
         let change = self.plan(&read, &state)?;
         log::info(&format!(
@@ -1332,6 +1332,10 @@ impl Cli {
     }
 
     /// With `--previous`, the target is the color that is not active.
+    #[allow(
+        clippy::result_large_err,
+        reason = "as every SwitchError, once per run"
+    )]
     fn resolve_previous(&mut self, active: Option<u16>) -> Result<(), SwitchError> {
         if !self.previous {
             return Ok(());
@@ -1368,6 +1372,10 @@ impl Cli {
 
     /// One probe of the target's app at `url` (`{port}` filled in), from
     /// here, before anything changes: healthy, or why not.
+    #[allow(
+        clippy::result_large_err,
+        reason = "as every SwitchError, once per run"
+    )]
     fn gate(&self, url: &str) -> Result<(), SwitchError> {
         let port = self.port();
         let url = url.replace("{port}", &port.to_string());
