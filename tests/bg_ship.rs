@@ -79,6 +79,8 @@ both_ways!(
         let run = ship(app_jar(), &deploy, port, dir, host_args)
             .args(["--java-opts", &format!("{FAST} -Dapp.version=1.2.3")])
             .args(["--profile", "dev", "--format", "env"])
+            .env("BG_VERSION", "1.2.3")
+            .env("BG_ACTOR", "ship-tester")
             .run();
         run.code(0);
         // bg-ship (and its SSH session) ended; the app did not.
@@ -95,6 +97,27 @@ both_ways!(
             pid.to_string()
         );
         assert_eq!(env_value(&run, "BG_PID_FILE"), pid_file.to_str().unwrap());
+        // What was started, beside the pid file, for bg-status.
+        let record_file = deploy.join(format!("app-{port}.json"));
+        let record = std::fs::read_to_string(&record_file).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(value["port"], port);
+        assert_eq!(value["pid"], pid);
+        assert_eq!(value["artifact"], "app.jar");
+        assert_eq!(value["path"], deploy.join("app.jar").to_str().unwrap());
+        assert_eq!(value["sha256"], env_value(&run, "BG_SHA256"));
+        assert_eq!(value["version"], "1.2.3");
+        assert_eq!(value["actor"], "ship-tester");
+        assert!(
+            value["started"].as_str().unwrap().ends_with('Z'),
+            "{record}"
+        );
+        let left: Vec<String> = std::fs::read_dir(&deploy)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
         let log = deploy.join(format!("app-{port}.log"));
         assert_eq!(env_value(&run, "BG_LOG_FILE"), log.to_str().unwrap());
         let artifact = deploy.join("app.jar");
@@ -129,6 +152,8 @@ both_ways!(
             again.stderr
         );
         assert!(!again.stderr.contains("uploading"), "{}", again.stderr);
+        // Nothing started: the record still says what runs.
+        assert_eq!(std::fs::read_to_string(&record_file).unwrap(), record);
     }
 );
 
@@ -206,6 +231,7 @@ both_ways!(
             ])
             .args(["--env", &format!("HOSTILE={env_val}")])
             .args(["--log-file", &log_name])
+            .args(["--app-version", &version])
             .args(["--format", "env"])
             .current_dir(dir)
             .run();
@@ -214,6 +240,15 @@ both_ways!(
         let pid = app.0;
         let (_, seen) = http_get(port, "/version").unwrap();
         assert_eq!(seen.trim_end(), version);
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(deploy.join(format!("app-{port}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["version"], version.as_str());
+        assert_eq!(
+            record["artifact"],
+            artifact.file_name().unwrap().to_str().unwrap()
+        );
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let want = format!("HOSTILE={env_val}");
         assert!(

@@ -1,11 +1,11 @@
 //! The docs are full of command lines, and a flag that does not exist fails
 //! only when someone copies it into a pipeline. Every code block of the
-//! task-oriented pages is scanned for calls of the six binaries, and every
+//! task-oriented pages (and bg-status's) is scanned for calls of the binaries, and every
 //! `--flag` given to one is looked up in that binary's clap definition.
 
 use std::collections::BTreeSet;
 
-const PAGES: [(&str, &str); 4] = [
+const PAGES: [(&str, &str); 5] = [
     ("docs/GUIDE.md", include_str!("../docs/GUIDE.md")),
     ("docs/migration.md", include_str!("../docs/migration.md")),
     (
@@ -13,6 +13,7 @@ const PAGES: [(&str, &str); 4] = [
         include_str!("../docs/ci-examples.md"),
     ),
     ("README.md", include_str!("../README.md")),
+    ("docs/bg-status.md", include_str!("../docs/bg-status.md")),
 ];
 
 /// Code blocks as (info string, lines).

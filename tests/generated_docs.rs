@@ -130,7 +130,7 @@ fn man_pages_and_completions_match_the_clap_definitions() {
 #[test]
 fn every_binary_has_a_man_page_and_three_completions() {
     let files = generated();
-    assert_eq!(files.len(), 6 * 4);
+    assert_eq!(files.len(), 7 * 4);
     for (path, content) in files {
         assert!(!content.is_empty(), "{} is empty", path.display());
     }

@@ -80,6 +80,8 @@ struct Job {
     builds: usize,
     /// The chat webhook's URL, when notifications are on.
     chat: Option<String>,
+    /// Another directory of binaries (`BG_BIN`), when set.
+    bin: Option<PathBuf>,
 }
 
 impl Job {
@@ -114,6 +116,7 @@ impl Job {
             credentials,
             builds: 0,
             chat: None,
+            bin: None,
         };
         job.write_credentials();
         job
@@ -190,7 +193,10 @@ impl Job {
     fn params(&self) -> Vec<(&'static str, String)> {
         let sshd = site_sshd(&self.site);
         let host = format!("127.0.0.1:{}", sshd.port);
-        let bin = bin_path("bg-ship").parent().unwrap().display().to_string();
+        let bin = match &self.bin {
+            Some(dir) => dir.display().to_string(),
+            None => bin_path("bg-ship").parent().unwrap().display().to_string(),
+        };
         vec![
             ("BRANCH", "main".into()),
             ("GIT_URL", format!("file://{}", self.repo.path().display())),
@@ -468,6 +474,31 @@ fn three_deploys_alternate_colors_under_load_and_rollback_restores_the_previous(
     job.site.assert_serves("1.1.0");
     assert_eq!(job.site.enabled_port(), green);
     assert_eq!(job.version_on(blue), "1.0.0", "the backup stopped");
+    // The last stage printed both colors: versions from bg-ship's records.
+    let row = |port: u16| {
+        second
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{} ", job.site.color(port)))
+                    && l.contains(&port.to_string())
+            })
+            .unwrap_or_else(|| panic!("no bg-status row for {port}:\n{second}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(row(green).contains("active serving up"), "{}", row(green));
+    assert!(
+        row(green).contains("1.1.0 demo-1.1.0.jar healthy (200)"),
+        "{}",
+        row(green)
+    );
+    assert!(row(blue).contains("backup standby up"), "{}", row(blue));
+    assert!(
+        row(blue).contains("1.0.0 demo-1.0.0.jar healthy (200)"),
+        "{}",
+        row(blue)
+    );
 
     job.deploy("1.2.0");
     job.site.assert_serves("1.2.0");
@@ -570,8 +601,34 @@ fn a_crashing_build_stops_at_health_check_and_nginx_keeps_the_previous() {
     let closed = ClosedPort::new();
     job.chat_to(format!("http://127.0.0.1:{}/hooks/deploys", closed.port));
 
-    // The next good build goes to the same target port, over the crashed one.
+    // The next good build goes to the same target port, over the crashed one;
+    // a bg-status that fails (here: one that cannot run) does not fail it.
+    let bin = job.site.work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for entry in std::fs::read_dir(bin_path("bg-ship").parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if path.is_file() && name != "bg-status" {
+            std::os::unix::fs::symlink(&path, bin.join(name)).unwrap();
+        }
+    }
+    write(
+        &bin,
+        "bg-status",
+        "#!/bin/sh\necho 'bg-status: error: broken on purpose' >&2\nexit 4\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("bg-status"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    job.bin = Some(bin);
     let log = job.deploy("2.1.1");
+    assert!(
+        log.contains("bg-status exited 4; the deploy is done all the same"),
+        "{log}"
+    );
     assert!(
         log.contains("chat notification failed (curl exit 7); the deploy goes on"),
         "{log}"

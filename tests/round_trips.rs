@@ -147,6 +147,23 @@ fn a_whole_deploy_opens_at_most_seven_channels() {
         assert!(*n <= most, "{stage} opened {n} channels ({stages:?})");
     }
 
+    // bg-status after it: both colors, nginx's workers, the locks and the
+    // records, all read through one channel.
+    let before = channels(sshd);
+    Bin::new("bg-status")
+        .args(site.layout_args())
+        .args(["--deploy-path", deploy.to_str().unwrap()])
+        .args(["--lock-dir", lock_dir])
+        .args([
+            "--nginx-pid-file",
+            site.nginx.pid_file().to_str().unwrap(),
+            "--check",
+        ])
+        .run()
+        .code(0);
+    let status = channels(sshd) - before;
+    assert_eq!(status, 1, "bg-status opened {status} channels");
+
     // A run that fails on the host (nginx rejects the configuration; the
     // switch is undone) and one refused by the lock (exit 5) clean up too.
     let rejected = site.switch(site.blue, &["--test-cmd", "echo 'bad config' >&2; exit 1"]);

@@ -71,6 +71,7 @@ pub fn commands() -> Vec<clap::Command> {
         bg_ship::Cli::command(),
         bg_healthcheck::Cli::command(),
         bg_switch::Cli::command(),
+        bg_status::Cli::command(),
     ]
 }
 

@@ -24,6 +24,12 @@ pub trait Failure: fmt::Display + fmt::Debug {
     fn details(&self) -> Option<String> {
         None
     }
+
+    /// A result to print on stdout all the same, before the error line: what
+    /// a check saw when it failed.
+    fn report(&self) -> Option<&crate::Report> {
+        None
+    }
 }
 
 impl<E: Failure + 'static> From<E> for Box<dyn Failure> {

@@ -60,6 +60,11 @@ pub fn main<T: Tool>() -> ExitCode {
             }
         },
         Err(failure) => {
+            // A failure that comes with a result (bg-status --check) prints it
+            // first: the CI log shows what was seen, then why it failed.
+            if let Some(report) = failure.report() {
+                let _ = report.print(format);
+            }
             report_failure(&name, failure.as_ref());
             failure.code().into()
         }
@@ -141,6 +146,12 @@ fn shorten_words(text: &str) -> String {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A time as the history and bg-ship's records write it: RFC 3339, UTC,
+/// whole seconds (`2026-11-25T12:07:31Z`).
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Who is deploying, for locks and history: `BG_ACTOR`, else Jenkins'

@@ -121,13 +121,25 @@ pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
         return fallback(host, port);
     }
     let output = host.check(&cmd, output)?;
-    let text = output.stdout_text();
-    let (tables, owners) = text
-        .split_once("BG-OWNERS\n")
-        .unwrap_or((text.as_str(), ""));
+    Ok(parse_found(&output.stdout_text(), port))
+}
+
+/// The same search as a shell function, `find_listeners PORT` (PORT as
+/// [`proc_port`] writes it), for a script that looks at more than one
+/// thing in one round trip: its output is [`parse_found`]'s input, its
+/// status 100 where there is no /proc (then [`find`] knows other ways).
+pub fn find_function() -> String {
+    // A subshell as the function's body: the script's `exit` and `set --`
+    // stay inside it.
+    format!("find_listeners() (\n{FIND_SCRIPT}{OWNERS_SCRIPT})\n")
+}
+
+/// What listens on `port`, from the output of [`find`]'s script.
+pub fn parse_found(text: &str, port: u16) -> Found {
+    let (tables, owners) = text.split_once("BG-OWNERS\n").unwrap_or((text, ""));
     let inodes = listening_inodes(tables, port);
     if inodes.is_empty() {
-        return Ok(Found::default());
+        return Found::default();
     }
     let owners: Vec<(u32, u64, String)> = parse_owners(owners)
         .into_iter()
@@ -143,11 +155,11 @@ pub fn find(host: &dyn Host, port: u16) -> Result<Found, HostError> {
             listeners.push(Listener { pid, name });
         }
     }
-    Ok(Found {
+    Found {
         sockets: inodes.len(),
         listeners,
         hidden,
-    })
+    }
 }
 
 /// `wait_free PORT TENTHS`: PORT as /proc writes it (four upper-case hex
@@ -406,5 +418,29 @@ mod tests {
         assert_eq!(found.pids(), vec![123, 456]);
         assert_eq!(found.listeners[1].name, "nginx");
         assert_eq!(parse_fuser("  123  456\n").pids(), vec![123, 456]);
+    }
+
+    #[test]
+    fn the_search_as_a_function_returns_to_its_caller() {
+        // Its `exit` ends the function's subshell, not the script using it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let script = format!(
+            "{}out=$(find_listeners \"$1\"); echo \"rc=$?\"; printf '%s\\n' \"$out\"\n",
+            find_function()
+        );
+        let output = std::process::Command::new("sh")
+            .args(["-c", &script, "sh", &proc_port(port)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (status, found) = text.split_once('\n').unwrap();
+        if status == "rc=100" {
+            return; // no /proc here
+        }
+        assert_eq!(status, "rc=0", "{text}");
+        let found = parse_found(found, port);
+        assert_eq!(found.sockets, 1, "{text}");
+        assert_eq!(found.pids(), vec![std::process::id()], "{text}");
     }
 }

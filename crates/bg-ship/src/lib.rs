@@ -21,7 +21,7 @@ use clap::Parser;
 
 pub use progress::{Progress, human};
 pub use prune::{Plan, plan};
-pub use start::{Launch, START_SCRIPT, parse_env, split_java_opts, start_args};
+pub use start::{Launch, Record, START_SCRIPT, parse_env, split_java_opts, start_args};
 
 /// Upload a jar to the app host and start it, detached, on a port.
 ///
@@ -29,8 +29,10 @@ pub use start::{Launch, START_SCRIPT, parse_env, split_java_opts, start_args};
 /// host, and only then is it renamed into place; an identical file already
 /// there is not sent again. Then `java <java-opts> -Dserver.port=PORT
 /// [-Dspring.profiles.active=PROFILE] -jar DIR/FILE` starts in its own
-/// session, output to the log file, pid to DIR/app-PORT.pid. A process gone
-/// within --settle (1s) is exit 1, with the end of its log.
+/// session, output to the log file, pid to DIR/app-PORT.pid, and what was
+/// started (jar, version, sha256, time, actor) to DIR/app-PORT.json for
+/// bg-status. A process gone within --settle (1s) is exit 1, with the end of
+/// its log.
 #[derive(Debug, Parser)]
 #[command(name = "bg-ship", version, max_term_width = 100)]
 pub struct Cli {
@@ -86,6 +88,11 @@ pub struct Cli {
     /// The java to run on the host
     #[arg(long, env = "BG_JAVA", default_value = "java", value_parser = bg_core::cli::parse_host_path, value_name = "PATH")]
     pub java: String,
+
+    /// The version being deployed, recorded in DIR/app-PORT.json for bg-status (gradle-version's
+    /// `--format env` sets BG_VERSION)
+    #[arg(long, env = "BG_VERSION", value_parser = bg_core::cli::parse_name, value_name = "VERSION")]
+    pub app_version: Option<String>,
 
     /// How long the started process must stay alive to count as started
     #[arg(long, env = "BG_SETTLE", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
@@ -467,11 +474,27 @@ impl Cli {
 
         let mut pid = None;
         if !self.no_start {
+            // What is started, beside the pid file; the pid goes in on the host.
+            let record = Record::new(
+                join(&dir, &format!("app-{}.json", self.port)),
+                self.port,
+                &serde_json::json!({
+                    "artifact": plan.name,
+                    "path": remote,
+                    "sha256": sha256,
+                    "version": self.app_version,
+                    "started": bg_core::rfc3339(std::time::SystemTime::now()),
+                    "actor": bg_core::actor(),
+                }),
+            );
             pid = Some(start_and_settle(
                 host,
-                &dir,
-                &log_file,
-                &pid_file,
+                &Files {
+                    dir: &dir,
+                    log: &log_file,
+                    pid: &pid_file,
+                    record: &record,
+                },
                 &self.env,
                 &argv,
                 self.settle,
@@ -692,24 +715,29 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// Runs [`START_SCRIPT`]; the pid it printed.
-/// Starts the app and watches it for `within`: gone by then is a failed
-/// start. The start and the watch go to the host together.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the start's own inputs, each once"
-)]
+/// Where a start writes on the host.
+struct Files<'a> {
+    dir: &'a str,
+    log: &'a str,
+    pid: &'a str,
+    record: &'a Record,
+}
+
+/// Runs [`START_SCRIPT`], which prints the pid and writes the pid file and
+/// the record, and watches the app for `within`: gone by then is a failed
+/// start. The start and the watch go to the host together, and with
+/// `rename` (partial, real name) the checked upload goes into place first,
+/// in the same command.
 fn start_and_settle(
     host: &dyn Host,
-    dir: &str,
-    log: &str,
-    pid_file: &str,
+    files: &Files<'_>,
     env: &[(String, String)],
     argv: &[String],
     within: Duration,
     rename: Option<(&str, &str)>,
 ) -> Result<u32, Box<dyn Failure>> {
-    let args = start_args(dir, log, pid_file, env, argv);
+    let (log, pid_file) = (files.log, files.pid);
+    let args = start_args(files.dir, log, pid_file, Some(files.record), env, argv);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     let starter = match rename {
         Some((partial, remote)) => {
@@ -723,6 +751,11 @@ fn start_and_settle(
     let begun = Instant::now();
     let (output, watch) = bg_core::proc::start_and_watch(host, &starter, pid_file)?;
     let output = host.check(&starter, output)?;
+    for line in output.stderr_text().lines() {
+        if line.starts_with("cannot write ") {
+            bg_core::log::warn(&format!("{line}: bg-status will not know what runs there"));
+        }
+    }
     let text = output.stdout_text();
     let Ok(pid) = text.trim().parse::<u32>() else {
         return Err(ShipError::NoPid { output: text }.into());

@@ -11,15 +11,17 @@ use bg_core::quote;
 /// Detaches the app from our SSH session (or local process group) and
 /// returns at once with its pid on stdout.
 ///
-/// `$1` directory to run in, `$2` log file, `$3` pid file, `$4` count N of
+/// `$1` directory to run in, `$2` log file, `$3` pid file, `$4` the record
+/// of the start (`DIR/app-PORT.json`, or empty for none), `$5` and `$6` its
+/// JSON text before and after the pid (known only here), `$7` count N of
 /// `KEY=VALUE` words that follow, then the app's argv. `setsid` gives the app
 /// its own session (no SIGHUP when ours ends; Jenkins' process-tree killer
 /// follows BUILD_ID / JENKINS_NODE_COOKIE, which are dropped); `nohup` is the
 /// fallback where util-linux is missing. All three standard streams are
 /// redirected, so the SSH channel closes as soon as this script exits.
 pub const START_SCRIPT: &str = r#"# start the app, detached
-dir=$1 log=$2 pidfile=$3 n=$4
-shift 4
+dir=$1 log=$2 pidfile=$3 record=$4 head=$5 tail=$6 n=$7
+shift 7
 unset BUILD_ID JENKINS_NODE_COOKIE JENKINS_SERVER_COOKIE
 # Our own settings are not the app's, and BG_SSH_PASSPHRASE is a secret.
 for v in $(env | sed -n 's/^\(BG_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
@@ -34,6 +36,16 @@ else
 fi
 pid=$!
 printf '%s\n' "$pid" > "$pidfile" || exit 1
+# What was started, for bg-status: written beside and renamed into place, so
+# that a reader sees the previous record or this one, never half of one. A
+# failure here is a warning: the app runs.
+if [ -n "$record" ]; then
+  tmp="${record%/*}/.${record##*/}.bg-tmp.$$"
+  if ! { printf '%s%s%s\n' "$head" "$pid" "$tail" > "$tmp" && mv -f -- "$tmp" "$record"; }; then
+    rm -f -- "$tmp"
+    printf 'cannot write %s\n' "$record" >&2
+  fi
+fi
 printf '%s\n' "$pid"
 "#;
 
@@ -134,18 +146,55 @@ impl Launch {
     }
 }
 
-/// The script's arguments after the fixed ones: `N`, the env words, the argv.
+/// What bg-ship writes to `DIR/app-PORT.json` when it starts the app, for
+/// bg-status: one JSON object, the pid filled in on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `DIR/app-PORT.json`.
+    pub path: String,
+    /// The JSON text before the pid.
+    pub head: String,
+    /// The JSON text after the pid.
+    pub tail: String,
+}
+
+impl Record {
+    /// `{"port":PORT,"pid":PID,...rest}`: `rest`, a JSON object, follows the pid.
+    pub fn new(path: String, port: u16, rest: &serde_json::Value) -> Record {
+        let rest = rest.to_string();
+        let tail = match rest.strip_prefix('{') {
+            Some("}") | None => "}".to_string(),
+            Some(fields) => format!(",{fields}"),
+        };
+        Record {
+            path,
+            head: format!("{{\"port\":{port},\"pid\":"),
+            tail,
+        }
+    }
+}
+
+/// The script's arguments: the fixed ones, the record (if any), `N`, the
+/// env words, the argv.
 pub fn start_args(
     dir: &str,
     log: &str,
     pid_file: &str,
+    record: Option<&Record>,
     env: &[(String, String)],
     argv: &[String],
 ) -> Vec<String> {
+    let (path, head, tail) = match record {
+        Some(r) => (r.path.as_str(), r.head.as_str(), r.tail.as_str()),
+        None => ("", "", ""),
+    };
     let mut args = vec![
         dir.to_string(),
         log.to_string(),
         pid_file.to_string(),
+        path.to_string(),
+        head.to_string(),
+        tail.to_string(),
         env.len().to_string(),
     ];
     args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -255,6 +304,7 @@ mod tests {
             "/d",
             "/d/app.log",
             "/d/app-1.pid",
+            None,
             &[("A".into(), "1".into())],
             &["java".into(), "-jar".into()],
         );
@@ -264,11 +314,48 @@ mod tests {
                 "/d",
                 "/d/app.log",
                 "/d/app-1.pid",
+                "",
+                "",
+                "",
                 "1",
                 "A=1",
                 "java",
                 "-jar"
             ]
+        );
+    }
+
+    #[test]
+    fn the_record_is_one_json_object_once_the_pid_is_in() {
+        let record = Record::new(
+            "/d/app-8001.json".into(),
+            8001,
+            &serde_json::json!({
+                "artifact": "app-1.4.0.jar",
+                "path": "/d/app-1.4.0.jar",
+                "sha256": "ab12",
+                "version": "1.4.0 \"q\" $(x)\n",
+                "started": "2026-11-25T12:07:31Z",
+                "actor": "jenkins-deploy-42",
+            }),
+        );
+        let text = format!("{}4242{}", record.head, record.tail);
+        assert!(!text.contains('\n'), "one line: {text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "port", "pid", "artifact", "path", "sha256", "version", "started", "actor"
+            ]
+        );
+        assert_eq!(value["pid"], 4242);
+        assert_eq!(value["port"], 8001);
+        assert_eq!(value["version"], "1.4.0 \"q\" $(x)\n");
+        let bare = Record::new(String::new(), 1, &serde_json::json!({}));
+        assert_eq!(
+            format!("{}7{}", bare.head, bare.tail),
+            r#"{"port":1,"pid":7}"#
         );
     }
 }

@@ -8,6 +8,7 @@ complete -c bg-ship -l start-cmd -d 'Shell command to start the app instead of j
 complete -c bg-ship -l env -d 'Environment variable for the app; repeatable' -r
 complete -c bg-ship -l keep -d 'Keep this many artifacts in DIR (this one included); older ones go unless a running process uses them' -r
 complete -c bg-ship -l java -d 'The java to run on the host' -r
+complete -c bg-ship -l app-version -d 'The version being deployed, recorded in DIR/app-PORT.json for bg-status (gradle-version\'s `--format env` sets BG_VERSION)' -r
 complete -c bg-ship -l settle -d 'How long the started process must stay alive to count as started' -r
 complete -c bg-ship -l lock-timeout -d 'How long to wait for another run holding the same lock before exiting 5' -r
 complete -c bg-ship -l lock-dir -d 'Directory of the lock files on the host' -r

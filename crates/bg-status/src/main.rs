@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    bg_core::main::<bg_status::Cli>()
+}
