@@ -257,6 +257,40 @@ both_ways!(
         );
         assert!(deploy.join(&log_name).is_file());
         assert!(deploy.join(artifact.file_name().unwrap()).is_file());
+
+        // What a boot-time unit runs: the same start again, the same values
+        // intact, the pid in the pid file.
+        drop(app);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < until, "the app did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let again = std::process::Command::new("sh")
+            .arg(deploy.join(format!("app-{port}.start")))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "{again:?}");
+        let pid: u32 = String::from_utf8_lossy(&again.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let _again = Reap(pid);
+        assert!(wait_for_port(port, Duration::from_secs(30)));
+        let (_, seen) = http_get(port, "/version").unwrap();
+        assert_eq!(seen.trim_end(), version);
+        let pid_file = deploy.join(format!("app-{port}.pid"));
+        assert_eq!(
+            std::fs::read_to_string(pid_file).unwrap().trim(),
+            pid.to_string()
+        );
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|kv| kv == want.as_bytes()),
+            "HOSTILE did not arrive intact the second time"
+        );
         assert!(!pwned.exists(), "a value was executed");
         let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
         for place in [dir, deploy.as_path(), Path::new(&home)] {

@@ -13,15 +13,17 @@ use bg_core::quote;
 ///
 /// `$1` directory to run in, `$2` log file, `$3` pid file, `$4` the record
 /// of the start (`DIR/app-PORT.json`, or empty for none), `$5` and `$6` its
-/// JSON text before and after the pid (known only here), `$7` count N of
-/// `KEY=VALUE` words that follow, then the app's argv. `setsid` gives the app
+/// JSON text before and after the pid (known only here), `$7` the text of
+/// `DIR/app-PORT.start`, a script that starts the same again (written with
+/// the record; see [`again_script`]), `$8` count N of `KEY=VALUE` words that
+/// follow, then the app's argv. `setsid` gives the app
 /// its own session (no SIGHUP when ours ends; Jenkins' process-tree killer
 /// follows BUILD_ID / JENKINS_NODE_COOKIE, which are dropped); `nohup` is the
 /// fallback where util-linux is missing. All three standard streams are
 /// redirected, so the SSH channel closes as soon as this script exits.
 pub const START_SCRIPT: &str = r#"# start the app, detached
-dir=$1 log=$2 pidfile=$3 record=$4 head=$5 tail=$6 n=$7
-shift 7
+dir=$1 log=$2 pidfile=$3 record=$4 head=$5 tail=$6 again=$7 n=$8
+shift 8
 unset BUILD_ID JENKINS_NODE_COOKIE JENKINS_SERVER_COOKIE
 # Our own settings are not the app's, and BG_SSH_PASSPHRASE is a secret.
 for v in $(env | sed -n 's/^\(BG_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
@@ -44,6 +46,13 @@ if [ -n "$record" ]; then
   if ! { printf '%s%s%s\n' "$head" "$pid" "$tail" > "$tmp" && mv -f -- "$tmp" "$record"; }; then
     rm -f -- "$tmp"
     printf 'cannot write %s\n' "$record" >&2
+  fi
+  # The same start again, for a boot-time unit (docs/GUIDE.md, "Day two").
+  start="${record%.json}.start"
+  tmp="${start%/*}/.${start##*/}.bg-tmp.$$"
+  if [ -n "$again" ] && ! { printf '%s' "$again" > "$tmp" && chmod 755 "$tmp" && mv -f -- "$tmp" "$start"; }; then
+    rm -f -- "$tmp"
+    printf 'cannot write %s\n' "$start" >&2
   fi
 fi
 printf '%s\n' "$pid"
@@ -174,6 +183,40 @@ impl Record {
     }
 }
 
+/// `DIR/app-PORT.start`: a shell script that runs [`START_SCRIPT`] again
+/// with the same directory, log, pid file, environment and argv (and no
+/// record): the app as bg-ship last started it, detached, its pid in the
+/// pid file. A systemd unit of `Type=forking` runs it at boot.
+pub fn again_script(
+    dir: &str,
+    log: &str,
+    pid_file: &str,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Option<String> {
+    let mut words = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        START_SCRIPT.to_string(),
+        "sh".to_string(),
+        dir.to_string(),
+        log.to_string(),
+        pid_file.to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        env.len().to_string(),
+    ];
+    words.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    words.extend(argv.iter().cloned());
+    let line = quote::join(&words).ok()?;
+    Some(format!(
+        "#!/bin/sh\n# Written by bg-ship: starts the app on this port again as it last did,\n# detached, and prints its pid (also in {pid}).\nexec {line}\n",
+        pid = pid_file.replace('\n', " ")
+    ))
+}
+
 /// The script's arguments: the fixed ones, the record (if any), `N`, the
 /// env words, the argv.
 pub fn start_args(
@@ -188,6 +231,12 @@ pub fn start_args(
         Some(r) => (r.path.as_str(), r.head.as_str(), r.tail.as_str()),
         None => ("", "", ""),
     };
+    let again = match record {
+        // A text that cannot be quoted (a NUL) leaves no script: the start
+        // itself does not depend on it.
+        Some(_) => again_script(dir, log, pid_file, env, argv).unwrap_or_default(),
+        None => String::new(),
+    };
     let mut args = vec![
         dir.to_string(),
         log.to_string(),
@@ -195,6 +244,7 @@ pub fn start_args(
         path.to_string(),
         head.to_string(),
         tail.to_string(),
+        again,
         env.len().to_string(),
     ];
     args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
