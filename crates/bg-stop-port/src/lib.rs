@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use bg_core::cli::{HostArgs, LockArgs, OutputArgs, parse_duration, parse_port};
-use bg_core::host::{Host, Prefetched, holder_description};
+use bg_core::host::{Host, holder_description};
 use bg_core::listeners;
 use bg_core::{Cmd, Code, Failure, HostError, Report};
 use clap::Parser;
@@ -197,25 +197,18 @@ impl Cli {
             )?)
         };
 
-        // The stale pid file goes with the look, and again with each signal:
-        // no round trip of its own.
-        let forget = match (&self.deploy_path, self.dry_run) {
-            (Some(dir), false) => Some(forget_cmd(dir, port, &[])),
-            _ => None,
-        };
-        let found = match &forget {
-            Some(forget) => {
-                let both = Prefetched::with_commands(
-                    host,
-                    &[],
-                    false,
-                    &[listeners::find_cmd(port), forget.clone()],
-                );
-                let found = find(&both, port)?;
-                report_forgotten(both.answer(forget));
-                found
-            }
-            None => find(host, port)?,
+        // The look and the first signal are one command, and the stale pid
+        // file goes with it: one round trip. A dry run only looks.
+        let pid_file = self
+            .deploy_path
+            .as_deref()
+            .filter(|_| !self.dry_run)
+            .map(|dir| pid_file_of(dir, port));
+        let start = Instant::now();
+        let (found, signalled) = if self.dry_run {
+            (find(host, port)?, None)
+        } else {
+            find_and_signal(host, port, &self.signal, grace, pid_file.as_deref())?
         };
         if found.sockets == 0 {
             bg_core::log::info(&format!(
@@ -253,22 +246,33 @@ impl Cli {
             ));
         }
 
-        let start = Instant::now();
         let deadline = start + self.timeout;
-        bg_core::log::info(&format!(
-            "sending SIG{} to {} (port {port} on {})",
-            self.signal,
-            describe(&found.listeners),
-            host.name()
-        ));
         let grace_end = start + grace;
         let mut killed = self.signal == "KILL";
-        let forget = self
-            .deploy_path
-            .as_ref()
-            .map(|dir| forget_cmd(dir, port, &found.pids()));
+        let forget = pid_file
+            .as_deref()
+            .map(|file| forget_cmd(file, &found.pids()));
         let forget = forget.as_ref();
-        let mut free = signal_and_wait(host, &self.signal, &found.pids(), port, grace_end, forget)?;
+        let mut free = match signalled {
+            Some(free) => {
+                bg_core::log::info(&format!(
+                    "sent SIG{} to {} (port {port} on {})",
+                    self.signal,
+                    describe(&found.listeners),
+                    host.name()
+                ));
+                free
+            }
+            None => {
+                bg_core::log::info(&format!(
+                    "sending SIG{} to {} (port {port} on {})",
+                    self.signal,
+                    describe(&found.listeners),
+                    host.name()
+                ));
+                signal_and_wait(host, &self.signal, &found.pids(), port, grace_end, forget)?
+            }
+        };
         if !free && !killed {
             let now = find(host, port)?;
             let mut pids = found.pids();
@@ -384,13 +388,26 @@ fn signal_and_wait(
         }
         None => host.run(&cmd)?,
     };
+    // No /proc: a look at a time.
+    signal_outcome(host, &cmd, output, || wait_free(host, port, until))
+}
+
+/// What a signal command's output says: `true` once the port was free. A
+/// process that is already gone is not an error, one we may not signal is
+/// (its own error, with its own hint: --sudo).
+fn signal_outcome(
+    host: &dyn Host,
+    cmd: &Cmd,
+    output: bg_core::host::Output,
+    no_proc: impl FnOnce() -> Result<bool, HostError>,
+) -> Result<bool, HostError> {
     let stdout = output.stdout_text();
     let Some(status) = stdout
         .lines()
         .find_map(|l| l.strip_prefix("BG-KILL "))
         .and_then(|s| s.trim().parse::<i32>().ok())
     else {
-        return host.check(&cmd, output).map(|_| false);
+        return host.check(cmd, output).map(|_| false);
     };
     if status != 0 {
         let only_gone = output
@@ -403,14 +420,13 @@ fn signal_and_wait(
                 code: Some(status),
                 ..output
             };
-            return host.check(&cmd, kill).map(|_| false);
+            return host.check(cmd, kill).map(|_| false);
         }
     }
     if output.code == Some(100) && output.signal.is_none() {
-        // No /proc: a look at a time.
-        return wait_free(host, port, until);
+        return no_proc();
     }
-    let output = host.check(&cmd, output)?;
+    let output = host.check(cmd, output)?;
     Ok(output.stdout_text().lines().any(|l| l == "FREE"))
 }
 
@@ -418,7 +434,7 @@ fn signal_and_wait(
 /// the record beside it (`.json`), when it names one of them (a JVM lets go
 /// of its port before its shutdown ends) or a process that is gone (or a
 /// zombie). Prints `BG-FORGOT FILE` when it removed it.
-const FORGET_SCRIPT: &str = r#"# forget the pid file of a stopped process
+const FORGET_FUNCTION: &str = r#"forget() (
 f=$1; shift
 [ -f "$f" ] || exit 0
 pid=$(head -n 1 -- "$f" 2>/dev/null)
@@ -434,16 +450,106 @@ if [ -z "$stopped" ]; then
   fi
 fi
 rm -f -- "$f" "${f%.pid}.json" && printf 'BG-FORGOT %s\n' "$f"
+)
 "#;
 
-/// [`FORGET_SCRIPT`] for the pid file bg-ship writes for `port` in `dir`.
-fn forget_cmd(dir: &str, port: u16, stopped: &[u32]) -> Cmd {
+/// The pid file bg-ship writes for `port` in `dir`.
+fn pid_file_of(dir: &str, port: u16) -> String {
     let dir = dir.trim_end_matches('/');
     let dir = if dir.is_empty() { "/" } else { dir };
-    let mut args = vec![format!("{dir}/app-{port}.pid")];
+    format!("{dir}/app-{port}.pid")
+}
+
+/// [`FORGET_FUNCTION`] for `pid_file`, and the pids just stopped.
+fn forget_cmd(pid_file: &str, stopped: &[u32]) -> Cmd {
+    let mut args = vec![pid_file.to_string()];
     args.extend(stopped.iter().map(u32::to_string));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Cmd::script(FORGET_SCRIPT, &args)
+    let script =
+        format!("# forget the pid file of a stopped process\n{FORGET_FUNCTION}forget \"$@\"\n");
+    Cmd::script(&script, &args)
+}
+
+/// `$1` signal, `$2` port as /proc writes it, `$3` tenths of a second to
+/// wait, `$4` the app's pid file (or empty): finds who listens on the port
+/// ([`listeners::find_function`]'s output, then `BG-FOUND-END`); when it
+/// sees every listening socket's process, signals them all and waits until
+/// the port is free, as [`SIGNAL_AND_WAIT_SCRIPT`] does; then forgets the pid
+/// file of a stopped or dead app. Nothing listening, or a socket whose
+/// process it cannot see: no signal (the caller says what it found).
+const FIND_AND_SIGNAL_SCRIPT: &str = r#"sig=$1 p=$2 n=$3 pidfile=$4
+found=$(find_listeners "$p"); rc=$?
+[ "$rc" = 0 ] || exit "$rc"
+printf '%s\nBG-FOUND-END\n' "$found"
+inodes=$(printf '%s\n' "$found" | sed '/^BG-OWNERS$/,$d' |
+  awk -v p="$p" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) print $10 }' | sort -u)
+owners=$(printf '%s\n' "$found" | sed '1,/^BG-OWNERS$/d')
+pids=
+for i in $inodes; do
+  o=$(printf '%s\n' "$owners" | awk -v i="$i" '$2 == i { print $1 }')
+  if [ -z "$o" ]; then inodes=; pids=; break; fi
+  pids="$pids $o"
+done
+if [ -z "$pids" ]; then
+  [ -z "$pidfile" ] || forget "$pidfile"
+  exit 0
+fi
+pids=$(printf '%s\n' $pids | sort -u)
+kill -s "$sig" $pids
+echo "BG-KILL $?"
+wait_free "$p" "$n"
+[ -z "$pidfile" ] || forget "$pidfile" $pids
+exit 0
+"#;
+
+/// The look and the first signal in one command ([`FIND_AND_SIGNAL_SCRIPT`]):
+/// what listens, and `Some(free)` when it was signalled (`free`: the port
+/// let go within `grace`). Without /proc: a look the other ways, no signal.
+fn find_and_signal(
+    host: &dyn Host,
+    port: u16,
+    sig: &str,
+    grace: Duration,
+    pid_file: Option<&str>,
+) -> Result<(Found, Option<bool>), HostError> {
+    let script = format!(
+        "# find who listens on a port, and signal them\n{}{}{FORGET_FUNCTION}{FIND_AND_SIGNAL_SCRIPT}",
+        listeners::find_function(),
+        listeners::WAIT_FREE_FUNCTION
+    );
+    let args = [
+        sig.to_string(),
+        listeners::proc_port(port),
+        listeners::tenths(grace),
+        pid_file.unwrap_or("").to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = Cmd::script(&script, &args)
+        .privileged(true)
+        .timeout(grace + Duration::from_secs(30));
+    let output = host.run(&cmd)?;
+    if output.code == Some(100) && output.signal.is_none() {
+        let found = find(host, port)?;
+        if let Some(file) = pid_file
+            && found.sockets == 0
+        {
+            report_forgotten(Some(&host.run(&forget_cmd(file, &[]))?));
+        }
+        return Ok((found, None));
+    }
+    let text = output.stdout_text();
+    let Some((look, after)) = text.split_once("BG-FOUND-END\n") else {
+        return host.check(&cmd, output).map(|_| (Found::default(), None));
+    };
+    let found = listeners::parse_found(look, port);
+    report_forgotten(Some(&output));
+    if !after.lines().any(|l| l.starts_with("BG-KILL ")) {
+        host.check(&cmd, output)?;
+        return Ok((found, None));
+    }
+    // The look found /proc, so its wait had it too.
+    let free = signal_outcome(host, &cmd, output, || Ok(false))?;
+    Ok((found, Some(free)))
 }
 
 /// Says what [`FORGET_SCRIPT`] removed; a failure to look is only a warning.
