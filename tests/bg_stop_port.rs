@@ -455,3 +455,36 @@ both_ways!(
         assert!(pid_file.exists(), "a dry run removed the pid file");
     }
 );
+
+/// /proc writes ports in hex, and awk compares strings that look like
+/// numbers as numbers: 0E10 (3600) once matched 0E11 (3601), both "zero".
+/// Stopping 3600 must leave an app on 3601 alone.
+#[test]
+fn a_port_whose_hex_reads_as_a_number_is_not_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, spared) = (3600, 3601);
+    for port in [stopped, spared] {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            panic!("port {port} is taken on this machine: this test needs 3600 and 3601 free");
+        }
+    }
+    let mut gone = App::start_ready(stopped, &[], &dir.path().join("a.log"));
+    let mut kept = App::start_ready(spared, &[], &dir.path().join("b.log"));
+    let run = stop(stopped, dir.path(), &[])
+        .args(["--format", "env"])
+        .run();
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("BG_STOPPED_PIDS={}\n", gone.pid())),
+        "{}",
+        run.stdout
+    );
+    assert!(gone.wait_exit(Duration::from_secs(10)).is_some());
+    assert_eq!(
+        kept.wait_exit(Duration::from_millis(500)),
+        None,
+        "3601 was stopped too"
+    );
+    assert_eq!(http_get(spared, "/actuator/health").map(|a| a.0), Some(200));
+}

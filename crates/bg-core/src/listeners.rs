@@ -74,7 +74,7 @@ const FIND_SCRIPT: &str = r#"# find who listens on a port
 tables=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A"')
 printf '%s\n' "$tables"
 echo BG-OWNERS
-want=$(printf '%s\n' "$tables" | awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) printf " %s", $10 }')
+want=$(printf '%s\n' "$tables" | awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] "" == p "") printf " %s", $10 }')
 [ -n "$want" ] || exit 0
 set -- $want
 "#;
@@ -89,7 +89,9 @@ ls -l /proc/[0-9]*/fd 2>/dev/null | awk -v want=" $* " '
     inode = $NF; sub(/^socket:\[/, "", inode); sub(/\]$/, "", inode)
     if (index(want, " " inode " ")) print pid, inode
   }' | sort -u | while read -r pid inode; do
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+  # A name is the process's to choose: one line of printable characters.
+  comm=$(head -n 1 -- "/proc/$pid/comm" 2>/dev/null) || continue
+  comm=$(printf '%s' "$comm" | tr -c '[:print:]' '?')
   printf '%s %s %s\n' "$pid" "$inode" "$comm"
 done
 exit 0
@@ -171,7 +173,7 @@ pub const WAIT_FREE_FUNCTION: &str = r#"wait_free() {
   i=0
   while :; do
     if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-        awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) busy = 1 } END { exit !busy }'; then
+        awk -v p="$1" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] "" == p "") busy = 1 } END { exit !busy }'; then
       echo FREE; return 0
     fi
     [ "$i" -ge "$2" ] && { echo BUSY; return 0; }

@@ -50,7 +50,8 @@ if [ -n "$record" ]; then
   # The same start again, for a boot-time unit (docs/GUIDE.md, "Day two").
   start="${record%.json}.start"
   tmp="${start%/*}/.${start##*/}.bg-tmp.$$"
-  if [ -n "$again" ] && ! { printf '%s' "$again" > "$tmp" && chmod 755 "$tmp" && mv -f -- "$tmp" "$start"; }; then
+  # The owner's only: it holds the --env values.
+  if [ -n "$again" ] && ! { (umask 077 && printf '%s' "$again" > "$tmp") && chmod 700 "$tmp" && mv -f -- "$tmp" "$start"; }; then
     rm -f -- "$tmp"
     printf 'cannot write %s\n' "$start" >&2
   fi
@@ -364,6 +365,7 @@ mod tests {
                 "/d",
                 "/d/app.log",
                 "/d/app-1.pid",
+                "",
                 "",
                 "",
                 "",

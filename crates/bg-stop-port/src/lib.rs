@@ -249,10 +249,8 @@ impl Cli {
         let deadline = start + self.timeout;
         let grace_end = start + grace;
         let mut killed = self.signal == "KILL";
-        let forget = pid_file
-            .as_deref()
-            .map(|file| forget_cmd(file, &found.pids()));
-        let forget = forget.as_ref();
+        // The one command forgot the pid file when the port let go in time.
+        let forgotten = signalled == Some(true);
         let mut free = match signalled {
             Some(free) => {
                 bg_core::log::info(&format!(
@@ -270,7 +268,7 @@ impl Cli {
                     describe(&found.listeners),
                     host.name()
                 ));
-                signal_and_wait(host, &self.signal, &found.pids(), port, grace_end, forget)?
+                signal_and_wait(host, &self.signal, &found.pids(), port, grace_end)?
             }
         };
         if !free && !killed {
@@ -293,7 +291,6 @@ impl Cli {
                 &pids,
                 port,
                 deadline.max(Instant::now() + AFTER_KILL),
-                forget,
             )?;
         }
         if !free && !wait_free(host, port, deadline.max(Instant::now() + AFTER_KILL))? {
@@ -304,6 +301,17 @@ impl Cli {
                 after: start.elapsed(),
             }
             .into());
+        }
+        if let Some(file) = pid_file.as_deref()
+            && !forgotten
+        {
+            // Only once the port is free: a stop that failed keeps the pid
+            // file of an app that may still run.
+            let forget = forget_cmd(file, &found.pids());
+            match host.run(&forget) {
+                Ok(output) => report_forgotten(Some(&output)),
+                Err(e) => bg_core::log::warn(&format!("could not look at {file}: {e}")),
+            }
         }
         bg_core::log::info(&format!(
             "port {port} is free after {}",
@@ -359,7 +367,6 @@ fn signal_and_wait(
     pids: &[u32],
     port: u16,
     until: Instant,
-    forget: Option<&Cmd>,
 ) -> Result<bool, HostError> {
     if pids.is_empty() {
         return wait_free(host, port, until);
@@ -379,15 +386,7 @@ fn signal_and_wait(
     let cmd = Cmd::script(&script, &args)
         .privileged(true)
         .timeout(within + Duration::from_secs(30));
-    let output = match forget {
-        Some(forget) => {
-            let mut outputs = host.run_all(&[cmd.clone(), forget.clone()])?.into_iter();
-            let output = outputs.next().unwrap_or_default();
-            report_forgotten(outputs.next().as_ref());
-            output
-        }
-        None => host.run(&cmd)?,
-    };
+    let output = host.run(&cmd)?;
     // No /proc: a look at a time.
     signal_outcome(host, &cmd, output, || wait_free(host, port, until))
 }
@@ -442,11 +441,12 @@ case $pid in ''|*[!0-9]*) exit 0 ;; esac
 stopped=
 for p in "$@"; do [ "$p" = "$pid" ] && stopped=1; done
 if [ -z "$stopped" ]; then
-  if [ -d /proc/self ]; then
-    state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
-    [ -n "$state" ] && [ "$state" != Z ] && exit 0
-  else
-    kill -0 "$pid" 2>/dev/null && exit 0
+  # Gone: a zombie, or no such process (not merely one we may not signal,
+  # or cannot see in a /proc mounted with hidepid).
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
+  if [ "$state" != Z ]; then
+    why=$(LC_ALL=C kill -0 "$pid" 2>&1) && exit 0
+    case $why in *[Nn]o\ such\ process*) ;; *) exit 0 ;; esac
   fi
 fi
 rm -f -- "$f" "${f%.pid}.json" && printf 'BG-FORGOT %s\n' "$f"
@@ -482,7 +482,7 @@ found=$(find_listeners "$p"); rc=$?
 [ "$rc" = 0 ] || exit "$rc"
 printf '%s\nBG-FOUND-END\n' "$found"
 inodes=$(printf '%s\n' "$found" | sed '/^BG-OWNERS$/,$d' |
-  awk -v p="$p" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] == p) print $10 }' | sort -u)
+  awk -v p="$p" '$4 == "0A" && $10 != "0" { n = split($2, a, ":"); if (a[n] "" == p "") print $10 }' | sort -u)
 owners=$(printf '%s\n' "$found" | sed '1,/^BG-OWNERS$/d')
 pids=
 for i in $inodes; do
@@ -495,10 +495,17 @@ if [ -z "$pids" ]; then
   exit 0
 fi
 pids=$(printf '%s\n' $pids | sort -u)
-kill -s "$sig" $pids
-echo "BG-KILL $?"
-wait_free "$p" "$n"
-[ -z "$pidfile" ] || forget "$pidfile" $pids
+err=$(LC_ALL=C kill -s "$sig" $pids 2>&1); k=$?
+[ -z "$err" ] || printf '%s\n' "$err" >&2
+echo "BG-KILL $k"
+state=$(wait_free "$p" "$n")
+printf '%s\n' "$state"
+# Forgotten only when the stop worked: the port is free, and every kill
+# reached its process or found it gone.
+if [ -n "$pidfile" ] && [ "$state" = FREE ] &&
+  { [ "$k" = 0 ] || ! printf '%s\n' "$err" | grep -v -i 'no such process' | grep -q .; }; then
+  forget "$pidfile" $pids
+fi
 exit 0
 "#;
 
@@ -538,7 +545,8 @@ fn find_and_signal(
         return Ok((found, None));
     }
     let text = output.stdout_text();
-    let Some((look, after)) = text.split_once("BG-FOUND-END\n") else {
+    // The marker as a whole line: a process's name cannot fake it.
+    let Some((look, after)) = text.split_once("\nBG-FOUND-END\n") else {
         return host.check(&cmd, output).map(|_| (Found::default(), None));
     };
     let found = listeners::parse_found(look, port);

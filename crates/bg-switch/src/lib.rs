@@ -44,7 +44,7 @@ pub struct Cli {
 
     /// Switch back to the other color (a rollback), only when its app is alive and --url answers
     /// healthy there; else exit 3, nothing changed
-    #[arg(long, conflicts_with = "port")]
+    #[arg(long)]
     pub previous: bool,
 
     /// With --previous: the other color's health URL, probed from here before any change;
@@ -666,6 +666,15 @@ impl Cli {
             && port != green
         {
             return Err(SwitchError::NotAColor { port, blue, green }.into());
+        }
+        if let Some(url) = &self.url {
+            // Checked with a port in place of {port}.
+            bg_core::http::check_url(&url.replace("{port}", "1")).map_err(|why| {
+                UsageError::new(
+                    format!("--url: {why}"),
+                    "give --url as http://APP_HOST:{port}/PATH (or https://), {port} filled in for you",
+                )
+            })?;
         }
         if let Some(url) = &self.verify_url {
             bg_core::http::check_url(url).map_err(|why| {
@@ -1355,6 +1364,17 @@ impl Cli {
         } else {
             self.layout.blue_port
         };
+        // A --port (or BG_PORT, which a pipeline may export) that says
+        // otherwise is a contradiction, not something to pick from.
+        if let Some(given) = self.port
+            && given != other
+        {
+            return Err(bg_core::UsageError::new(
+                format!("--previous goes to port {other}, but --port (or BG_PORT) says {given}"),
+                "give one of them: --previous alone, or --port PORT",
+            )
+            .into());
+        }
         log::info(&format!(
             "site {site}: port {active} is active; going back to port {other} ({})",
             self.layout.color(other)

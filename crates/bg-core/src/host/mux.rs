@@ -464,6 +464,8 @@ impl MuxHost {
         }
         state.generation += 1;
         state.queued = Some(String::new());
+        // Answers owed by a driver that is gone will never come.
+        state.unread.clear();
         state.ready = false;
         state.exact_head = false;
         state.release.clear();
