@@ -20,7 +20,30 @@ fn bin_dir() -> &'static Path {
         let target = dir.parent().unwrap();
         let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
         if std::env::var_os("BG_TEST_NO_BUILD").is_none() {
-            let status = Command::new(env!("CARGO"))
+            let mut cargo = Command::new(env!("CARGO"));
+            // What cargo set for this test process is not the developer's
+            // environment: ring's build script watches CARGO_MANIFEST_DIR and
+            // CARGO_PKG_*, and seeing them here rebuilt ring, rustls, ureq and
+            // every binary on each run (30 s and more, inside the first test's
+            // timing), then again for the next plain `cargo build`.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if key.starts_with("CARGO_PKG_")
+                    || key.starts_with("CARGO_BIN_EXE_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_MANIFEST_LINKS",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                    ]
+                    .contains(&key.as_ref())
+                {
+                    cargo.env_remove(key.as_ref());
+                }
+            }
+            let status = cargo
                 .args(["build", "--workspace", "--bins", "--quiet", "--profile"])
                 .arg(if profile == "debug" { "dev" } else { &profile })
                 .arg("--target-dir")
