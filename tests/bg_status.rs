@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bg_deploy_tests::{Bin, Run, app_jar, wait_for_port};
 use nginx_site::{Site, Via};
 
-/// JVM options that start the stand-in quickly.
-const FAST: &str = "-XX:TieredStopAtLevel=1 -Xshare:auto";
+/// JVM options that start the stand-in quickly and leave nothing in /tmp.
+const FAST: &str = bg_deploy_tests::JAVA_OPTS;
 
 /// Kills the apps a test shipped when it ends, whatever happened.
 #[derive(Default)]
