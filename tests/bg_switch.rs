@@ -1076,3 +1076,30 @@ fn a_site_that_does_not_say_who_answered_is_named_once() {
     run.code(0);
     assert!(!run.stderr.contains("X-Upstream"), "{}", run.stderr);
 }
+
+#[test]
+fn previous_and_a_port_that_says_otherwise_or_a_bad_url_are_exit_2() {
+    let site = running("dev", Via::Local, &[]);
+    let url = "http://127.0.0.1:{port}/actuator/health";
+    // A pipeline that exported BG_PORT for another stage: saying otherwise
+    // is exit 2, nothing changed; agreeing is fine (below).
+    let run = site
+        .previous_bin(&["--url", url])
+        .env("BG_PORT", site.blue.to_string())
+        .run();
+    run.code(2);
+    assert!(
+        run.error_line().contains("--previous goes to port"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(site.enabled_port(), site.blue);
+    let run = site.previous(&["--url", "ftp://127.0.0.1:{port}/"]);
+    run.code(2);
+    assert!(run.error_line().contains("--url"), "{}", run.stderr);
+    site.previous_bin(&["--url", url])
+        .env("BG_PORT", site.green.to_string())
+        .run()
+        .code(0);
+    assert_eq!(site.enabled_port(), site.green);
+}

@@ -240,7 +240,11 @@ impl Site {
 
     /// bg-switch --previous, with the site's defaults as [`Site::switch_bin`].
     pub fn previous(&self, extra: &[&str]) -> Run {
-        self.switch_to(&["--previous"], extra).run()
+        self.previous_bin(extra).run()
+    }
+
+    pub fn previous_bin(&self, extra: &[&str]) -> Bin {
+        self.switch_to(&["--previous"], extra)
     }
 
     fn switch_to(&self, target: &[&str], extra: &[&str]) -> Bin {
