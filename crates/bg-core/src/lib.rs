@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod exit;
+pub mod history;
 pub mod host;
 pub mod http;
 pub mod layout;

@@ -1,34 +1,16 @@
-//! `bg-status --history`: bg-switch's history file, read back.
+//! `bg-status --history`: bg-switch's history file, read back
+//! ([`bg_core::history`]) and shown as a table.
 //!
 //! Each line is one JSON object that bg-switch appended: `time`, `site`,
 //! `from` (a port or null), `to`, `actor`, `result`, an optional `reason`,
 //! and in newer lines `kind` and the version and jar of both ports. Older
-//! lines lack those (shown as `-`). A line that is not a JSON object (cut
-//! short by a full disk, edited by hand) is skipped and counted, never fatal:
-//! the history is there to help, not to block.
+//! lines lack those (shown as `-`).
 
 use serde_json::{Map, Value};
 
+pub use bg_core::history::{History, parse};
+
 use crate::table::Table;
-
-/// The lines read: the entries that parse, and how many did not.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct History {
-    pub entries: Vec<Map<String, Value>>,
-    pub skipped: usize,
-}
-
-/// Reads the lines of a history file; empty lines are not entries.
-pub fn parse(text: &str) -> History {
-    let mut history = History::default();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(entry)) => history.entries.push(entry),
-            _ => history.skipped += 1,
-        }
-    }
-    history
-}
 
 /// A field as text: `-` when absent or null.
 pub fn text(entry: &Map<String, Value>, key: &str) -> String {

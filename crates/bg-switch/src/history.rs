@@ -25,11 +25,13 @@ pub fn tail_cmd(path: &str) -> Cmd {
     .privileged(true)
 }
 
-/// The history's lines that parse as JSON objects, oldest first.
+/// The history's lines that parse as JSON objects, oldest first (as
+/// values: a missing field reads as null).
 pub fn parse(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(Value::is_object)
+    bg_core::history::parse(text)
+        .entries
+        .into_iter()
+        .map(Value::Object)
         .collect()
 }
 
