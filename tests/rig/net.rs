@@ -1,15 +1,28 @@
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port nothing listens on right now. Another test may take it before we
-/// do: servers that bind it retry with a new one.
+/// A port nothing listens on right now, never the same twice in one test
+/// process. The kernel may hand a port it just gave back out again; two
+/// tests running side by side then both started an app on it, and one
+/// test's "green" port answered with the other's "blue" app. Another
+/// process may still take it before we do: servers that bind it retry with
+/// a new one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts on 127.0.0.1:port; false after `timeout`.
