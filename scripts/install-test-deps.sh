@@ -28,6 +28,7 @@ curl              curl
 pgrep             procps
 ps                procps
 flock             util-linux
+ip                iproute2
 '
 
 check_only=false

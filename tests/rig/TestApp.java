@@ -13,7 +13,9 @@
 //
 // Defaults for all of them may come from /application.properties in the jar, as
 // Spring Boot reads it (a -D flag wins): the Jenkins tests' gradlew bakes the
-// build's version in there.
+// build's version in there. An application.properties in the working directory
+// wins over the jar's, as Spring Boot's does: the fleet tests make one host's
+// app crash that way.
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import java.io.IOException;
@@ -28,15 +30,16 @@ import java.util.concurrent.Executors;
 public class TestApp {
     public static void main(String[] args) throws Exception {
         long started = System.nanoTime();
+        // A file beside the app wins over the jar's, as in Spring Boot.
+        java.io.File beside = new java.io.File("application.properties");
+        if (beside.isFile()) {
+            try (InputStream in = new java.io.FileInputStream(beside)) {
+                defaults(in);
+            }
+        }
         try (InputStream in = TestApp.class.getResourceAsStream("/application.properties")) {
             if (in != null) {
-                Properties defaults = new Properties();
-                defaults.load(in);
-                for (String key : defaults.stringPropertyNames()) {
-                    if (System.getProperty(key) == null) {
-                        System.setProperty(key, defaults.getProperty(key));
-                    }
-                }
+                defaults(in);
             }
         }
         int port = Integer.parseInt(System.getProperty("server.port", "8080"));
@@ -122,6 +125,17 @@ public class TestApp {
         exchange.sendResponseHeaders(status, bytes.length);
         try (OutputStream out = exchange.getResponseBody()) {
             out.write(bytes);
+        }
+    }
+
+    /** Sets each property of `in` that is not set yet. */
+    private static void defaults(InputStream in) throws IOException {
+        Properties defaults = new Properties();
+        defaults.load(in);
+        for (String key : defaults.stringPropertyNames()) {
+            if (System.getProperty(key) == null) {
+                System.setProperty(key, defaults.getProperty(key));
+            }
         }
     }
 }

@@ -42,8 +42,13 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 /// `GET path` with `Connection: close`; `None` when the connection failed or
 /// broke before a whole answer came.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_at([127, 0, 0, 1].into(), port, path)
+}
+
+/// [`http_get`] on another address: an app host's.
+pub fn http_get_at(address: std::net::IpAddr, port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+        TcpStream::connect_timeout(&(address, port).into(), Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,

@@ -31,11 +31,14 @@ pub fn keygen(path: &Path, passphrase: &str) -> PathBuf {
 }
 
 pub struct Sshd {
+    /// The address it listens on: 127.0.0.1, or a network namespace's own.
+    pub address: String,
     pub port: u16,
     pub dir: TempDir,
     /// The client key authorized on the server.
     pub client_key: PathBuf,
-    /// A known_hosts file holding the server's key as `[127.0.0.1]:port`.
+    /// A known_hosts file holding the server's key as `[ADDRESS]:port`
+    /// (plain `ADDRESS` on port 22).
     pub known_hosts: PathBuf,
     /// The server's public host key line (`ssh-ed25519 AAAA...`).
     pub host_key: String,
@@ -56,6 +59,18 @@ impl Sshd {
     /// aes128-ctr\n`, `LogLevel DEBUG1\n`, say). They come first, so they
     /// win over the rig's own lines: sshd keeps the first value it reads.
     pub fn start_with(extra: &str) -> Sshd {
+        Sshd::start_at(None, extra)
+    }
+
+    /// Starts a server inside the network namespace `netns`, on its own
+    /// address at port 22 as on a real host, in a mount namespace of its own
+    /// where `own` is mounted on `shared`: every host of a fleet has its
+    /// deploy directory at the same path, as servers do. Panics when it cannot.
+    pub fn start_in(netns: &crate::Netns, own: &Path, shared: &Path) -> Sshd {
+        Sshd::start_at(Some((netns, own, shared)), "")
+    }
+
+    fn start_at(netns: Option<(&crate::Netns, &Path, &Path)>, extra: &str) -> Sshd {
         crate::need(SSHD);
         // sshd wants its privilege separation directory to exist.
         let _ = std::fs::create_dir_all("/run/sshd");
@@ -83,13 +98,15 @@ impl Sshd {
         let tmp = dir.path().join("tmp");
         std::fs::create_dir(&tmp).unwrap();
 
+        let address = netns.map_or("127.0.0.1".to_string(), |(ns, ..)| ns.address.to_string());
         for _attempt in 0..10 {
-            let port = free_port();
+            // A namespace's port 22 is its own: nothing else can take it.
+            let port = if netns.is_some() { 22 } else { free_port() };
             let config = dir.path().join("sshd_config");
             std::fs::write(
                 &config,
                 format!(
-                    "{extra}SetEnv TMPDIR={tmp}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                    "{extra}SetEnv TMPDIR={tmp}\nPort {port}\nListenAddress {address}\nHostKey {host_key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
                      PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
                      AllowUsers {user}\nMaxStartups 100\nMaxAuthTries 10\nLogLevel VERBOSE\n\
@@ -100,7 +117,24 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let mut child = Command::new(SSHD)
+            let mut command = match netns {
+                // ip, unshare and sh each exec the next: the child is sshd.
+                Some((ns, own, shared)) => {
+                    let mut command = Command::new("ip");
+                    command
+                        .args(["netns", "exec", &ns.name, "unshare", "--mount", "--"])
+                        .args([
+                            "sh",
+                            "-c",
+                            r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#,
+                        ])
+                        .args(["sh".as_ref(), own.as_os_str(), shared.as_os_str()])
+                        .arg(SSHD);
+                    command
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = command
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -126,9 +160,13 @@ impl Sshd {
             match ready_rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(true) => {
                     let known_hosts = dir.path().join("known_hosts");
-                    std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}\n"))
-                        .unwrap();
+                    let entry = match port {
+                        22 => address.clone(),
+                        _ => format!("[{address}]:{port}"),
+                    };
+                    std::fs::write(&known_hosts, format!("{entry} {host_pub}\n")).unwrap();
                     return Sshd {
+                        address,
                         port,
                         client_key,
                         known_hosts,
@@ -152,9 +190,9 @@ impl Sshd {
         panic!("sshd found no free port in 10 attempts");
     }
 
-    /// `user@127.0.0.1:port`.
+    /// `user@ADDRESS:port`.
     pub fn target(&self) -> String {
-        format!("{}@127.0.0.1:{}", self.user, self.port)
+        format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
     /// The flags that reach this server with the authorized key, strictly checked.
@@ -250,9 +288,10 @@ impl Sshd {
     /// log shows it, the earlier lines are in.
     pub fn settled_log(&self) -> String {
         use std::io::Read;
-        let mut probe = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut probe = std::net::TcpStream::connect((self.address.as_str(), self.port)).unwrap();
         let mine = format!(
-            "Connection from 127.0.0.1 port {} ",
+            "Connection from {} port {} ",
+            probe.local_addr().unwrap().ip(),
             probe.local_addr().unwrap().port()
         );
         // Its banner: sshd has logged the connection by then.
@@ -296,7 +335,8 @@ impl Sshd {
     /// with its authorized key and known_hosts file.
     pub fn ssh_config_block(&self, alias: &str) -> String {
         format!(
-            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            "Host {alias}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            self.address,
             self.port,
             self.user,
             self.client_key.display(),
