@@ -722,3 +722,315 @@ pipeline {
     assert!(ok, "{log}");
     assert!(log.contains(&format!("target port {blue}")), "{log}");
 }
+
+/// A Jenkinsfile written by a test and run through the shim, in a workspace
+/// of its own; no sshd, nginx or app. For the shim's own steps, here
+/// `parallel`.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempdir("bg-jenkins-fixture-");
+        std::fs::create_dir(dir.path().join("ws")).unwrap();
+        // One secret, for withCredentials in a branch.
+        std::fs::write(
+            dir.path().join("credentials.json"),
+            r#"{ "token": { "type": "string", "secret": "s3cret" } }"#,
+        )
+        .unwrap();
+        Fixture { dir }
+    }
+
+    /// The workspace, as the shim names it (WORKSPACE, `pwd()`).
+    fn workspace(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path().join("ws")).unwrap()
+    }
+
+    /// Runs `text` as the Jenkinsfile: (succeeded, console log, how long it took).
+    /// The console goes to files, not pipes: a process the shim failed to end
+    /// would hold a pipe open, and the test would wait for it.
+    fn run(&self, text: &str) -> (bool, String, Duration) {
+        let jenkinsfile = self.dir.path().join("Jenkinsfile");
+        std::fs::write(&jenkinsfile, text).unwrap();
+        let stdout = self.dir.path().join("stdout");
+        let stderr = self.dir.path().join("stderr");
+        let mut cmd = Command::new("groovy");
+        cmd.arg(SHIM)
+            .arg("--credentials")
+            .arg(self.dir.path().join("credentials.json"))
+            .arg("--workspace")
+            .arg(self.workspace())
+            .arg(&jenkinsfile)
+            .env("JAVA_HOME", java_home())
+            .env("JAVA_OPTS", "-XX:-UsePerfData")
+            .env_remove("SHIM_CREDENTIALS")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let begun = Instant::now();
+        let status = cmd.status().unwrap_or_else(cannot_run("groovy"));
+        let took = begun.elapsed();
+        let log = format!(
+            "{}{}",
+            std::fs::read_to_string(&stdout).unwrap(),
+            std::fs::read_to_string(&stderr).unwrap()
+        );
+        eprintln!("==== fixture ({took:?}) exit {:?}\n{log}", status.code());
+        (status.success(), log, took)
+    }
+}
+
+/// A pipeline of one stage, Fleet, whose `script` block is `script`, and a
+/// second stage, Next. Fleet's post prints `env.CAUGHT`.
+fn fleet(script: &str) -> String {
+    format!(
+        r#"
+pipeline {{
+    agent any
+    stages {{
+        stage('Fleet') {{
+            environment {{ STAGE_X = 'from the stage' }}
+            steps {{
+                script {{
+{script}
+                }}
+            }}
+            post {{ always {{ echo "caught: ${{env.CAUGHT}}" }} }}
+        }}
+        stage('Next') {{
+            steps {{ echo 'next stage' }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Pids of the processes whose command line has `arg` as one of its arguments.
+fn processes_with(arg: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Kills what a failed test may have left running with `arg` in its command line.
+struct KillLeftovers(String);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        for pid in processes_with(&self.0) {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Two branches that each wait for the other's file: they finish only when
+/// they run at the same time (one after the other, the first gives up after 10 s).
+#[test]
+fn parallel_branches_run_at_the_same_time() {
+    let fixture = Fixture::new();
+    let (ok, log, _) = fixture.run(&fleet(
+        r#"
+                    Map branches = [:]
+                    for (String h : ['a', 'b']) {
+                        String me = h
+                        String other = h == 'a' ? 'b' : 'a'
+                        branches[me] = {
+                            sh "touch ${me}.ready; i=0; while [ ! -f ${other}.ready ]; do i=\$((i+1)); [ \$i -le 100 ] || exit 1; sleep 0.1; done"
+                            echo "${me} met ${other}"
+                        }
+                    }
+                    parallel branches
+                    echo 'both met'
+"#,
+    ));
+    assert!(ok, "{log}");
+    for line in [
+        "[Pipeline] parallel",
+        "[Pipeline] { (Branch: a)",
+        "[Pipeline] { (Branch: b)",
+        "[a] a met b",
+        "[b] b met a",
+        "[Pipeline] // parallel",
+        "both met",
+        "next stage",
+        "Finished: SUCCESS",
+    ] {
+        assert!(log.lines().any(|l| l == line), "no line {line:?}:\n{log}");
+    }
+    assert!(!log.contains("Failed in branch"), "{log}");
+}
+
+/// failFast: the first failure aborts the other branch at once. Its `sh`, a
+/// shell whose child's child is a long sleep, is killed with all of it; no
+/// later step of that branch starts (not even after a catch), and `retry` does
+/// not retry it.
+#[test]
+fn parallel_fail_fast_kills_the_other_branch_and_its_processes() {
+    let fixture = Fixture::new();
+    let ws = fixture.workspace();
+    // A long sleep, told apart from any other by its argument.
+    let marker = format!("120.{}", std::process::id());
+    let _cleanup = KillLeftovers(marker.clone());
+    let (ok, log, took) = fixture.run(
+        &fleet(
+            r#"
+                    Map branches = [:]
+                    branches['fast'] = {
+                        // Fails once the sleep runs.
+                        sh 'i=0; while [ ! -s sleep.pid ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 1'
+                    }
+                    branches['slow'] = {
+                        try {
+                            retry(3) {
+                                sh '''sh -c 'echo $$ > sleep.pid; exec sleep MARKER'; touch done'''
+                            }
+                        } catch (e) {
+                            env.CAUGHT = e.message
+                        }
+                        sh 'touch later'
+                    }
+                    branches.failFast = true
+                    parallel branches
+                    echo 'after parallel'
+"#,
+        )
+        .replace("MARKER", &marker),
+    );
+    assert!(!ok, "{log}");
+    assert!(
+        took < Duration::from_secs(60),
+        "the pipeline waited for the sleep: {took:?}\n{log}"
+    );
+    for line in [
+        "Failed in branch fast",
+        "failFast: branch fast failed; aborting branch slow",
+        "[slow] Sending interrupt signal to process",
+        "Failed in branch slow",
+        "[Pipeline] // parallel",
+        "ERROR: Failed in branch fast: script returned exit code 1; aborted (failFast): branch slow",
+        "caught: aborted: failFast, branch fast failed",
+        "Stage \"Next\" skipped due to earlier failure(s)",
+        "[shim] failed stage: Fleet",
+        "Finished: FAILURE",
+    ] {
+        assert!(log.lines().any(|l| l == line), "no line {line:?}:\n{log}");
+    }
+    assert!(!log.contains("Retrying"), "{log}");
+    assert!(!log.contains("after parallel"), "{log}");
+    let pid = std::fs::read_to_string(ws.join("sleep.pid")).unwrap();
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(&marker),
+        "the sleep ({pid}) still runs"
+    );
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<u32>::new(),
+        "a sleep remains"
+    );
+    assert!(!ws.join("done").exists(), "the aborted sh ran to its end");
+    assert!(
+        !ws.join("later").exists(),
+        "a step of the aborted branch started"
+    );
+}
+
+/// Without failFast a failure aborts nothing: the other branches run to their
+/// end (here one succeeds, one fails later), and then `parallel` fails the
+/// stage naming every failed branch.
+#[test]
+fn parallel_without_fail_fast_lets_the_other_branches_finish() {
+    let fixture = Fixture::new();
+    let ws = fixture.workspace();
+    let (ok, log, _) = fixture.run(&fleet(
+        r#"
+                    parallel(
+                        fast: { sh 'touch failed; exit 1' },
+                        slow: {
+                            sh 'i=0; while [ ! -f failed ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -f failed ]'
+                            sh 'touch done'
+                        },
+                        later: {
+                            sh 'i=0; while [ ! -f done ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 2'
+                        }
+                    )
+                    echo 'after parallel'
+"#,
+    ));
+    assert!(!ok, "{log}");
+    assert!(ws.join("done").exists(), "the slow branch stopped:\n{log}");
+    for line in [
+        "Failed in branch fast",
+        "Failed in branch later",
+        "ERROR: Failed in branch fast: script returned exit code 1; Failed in branch later: script returned exit code 2",
+        "Stage \"Next\" skipped due to earlier failure(s)",
+        "[shim] failed stage: Fleet",
+        "Finished: FAILURE",
+    ] {
+        assert!(log.lines().any(|l| l == line), "no line {line:?}:\n{log}");
+    }
+    assert!(!log.contains("Failed in branch slow"), "{log}");
+    assert!(!log.contains("Sending interrupt signal"), "{log}");
+    assert!(!log.contains("after parallel"), "{log}");
+}
+
+/// Each branch has its own copy of the caller's scoped environment and
+/// directory: withEnv, withCredentials and dir in one branch are not seen in
+/// the other, checked while the first is inside them. `env.X = ...` in a
+/// branch is the build's, seen by the other branch and after `parallel`.
+#[test]
+fn parallel_branches_have_their_own_scoped_environment_and_directory() {
+    let fixture = Fixture::new();
+    let ws = fixture.workspace().display().to_string();
+    let (ok, log, _) = fixture.run(&fleet(
+        r#"
+                    parallel(
+                        a: {
+                            withEnv(['ONLY_A=yes']) {
+                                withCredentials([string(credentialsId: 'token', variable: 'TOKEN')]) {
+                                    dir('sub-a') {
+                                        env.FROM_A = 'set in a'
+                                        // Stays in here until b has looked.
+                                        sh 'touch ../a.inside; i=0; while [ ! -f ../b.looked ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -f ../b.looked ]'
+                                        echo "ONLY_A=${env.ONLY_A} TOKEN=${env.TOKEN} pwd=${pwd()}"
+                                    }
+                                }
+                            }
+                        },
+                        b: {
+                            sh 'i=0; while [ ! -f a.inside ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -f a.inside ]'
+                            echo "ONLY_A=${env.ONLY_A} TOKEN=${env.TOKEN} pwd=${pwd()} STAGE_X=${env.STAGE_X}"
+                            sh 'echo "b sh: ONLY_A=${ONLY_A:-unset} TOKEN=${TOKEN:-unset} FROM_A=$FROM_A pwd=$(pwd)"; touch b.looked'
+                        },
+                        failFast: true
+                    )
+                    echo "after: FROM_A=${env.FROM_A} ONLY_A=${env.ONLY_A} TOKEN=${env.TOKEN} pwd=${pwd()} STAGE_X=${env.STAGE_X}"
+                    sh 'echo "after sh: FROM_A=$FROM_A"'
+"#,
+    ));
+    assert!(ok, "{log}");
+    for line in [
+        format!("[a] ONLY_A=yes TOKEN=s3cret pwd={ws}/sub-a"),
+        format!("[b] ONLY_A=null TOKEN=null pwd={ws} STAGE_X=from the stage"),
+        format!("b sh: ONLY_A=unset TOKEN=unset FROM_A=set in a pwd={ws}"),
+        format!("after: FROM_A=set in a ONLY_A=null TOKEN=null pwd={ws} STAGE_X=from the stage"),
+        "after sh: FROM_A=set in a".to_string(),
+        "Finished: SUCCESS".to_string(),
+    ] {
+        assert!(log.lines().any(|l| l == line), "no line {line:?}:\n{log}");
+    }
+}

@@ -23,7 +23,21 @@
 //   Jenkins, so bashisms fail here as on a Debian agent), echo, error, dir,
 //   withEnv, withCredentials (sshUserPrivateKey, file, string,
 //   usernamePassword), sshagent (a real ssh-agent holding the keys), git (a
-//   real clone or fetch), readFile, writeFile, fileExists, timeout, retry;
+//   real clone or fetch), readFile, writeFile, fileExists, pwd, timeout
+//   (runs the body, no time limit), retry;
+// - parallel (scripted: `parallel branches`, `parallel(a: {..}, b: {..},
+//   failFast: true)`, usable in a `script` block): one thread per branch, all
+//   at once; each branch starts with a copy of the caller's scoped environment
+//   (stage environment, withEnv, withCredentials) and directory, so those never
+//   leak between branches, while `env.X = ...` sets the build's variable for
+//   all. Without failFast every branch runs to its end and then `parallel`
+//   fails if any branch failed ("Failed in branch NAME: ..."). With failFast
+//   the first failure aborts the other branches: the processes their steps run
+//   (sh, git), with all their descendants, get SIGTERM and SIGKILL 5 s later if
+//   still there; an aborted branch starts no further step and `retry` does not
+//   retry it; `parallel` then fails naming the branch that failed first. Lines
+//   that `echo` prints in a branch start with `[NAME] `; sh output of branches
+//   interleaves.
 // - env (Jenkins' variables: WORKSPACE, BUILD_NUMBER, BUILD_TAG, JOB_NAME,
 //   STAGE_NAME, plus the parameters), params, currentBuild.
 // A failing step fails its stage; later stages are skipped; post runs.
@@ -34,6 +48,121 @@ import groovy.json.JsonSlurper
 
 class StepFailure extends RuntimeException {
     StepFailure(String message) { super(message) }
+}
+
+// A step in a branch that `parallel` aborted (failFast), like Jenkins'
+// FlowInterruptedException: `retry` lets it through.
+class FlowInterrupted extends StepFailure {
+    FlowInterrupted(String message) { super(message) }
+}
+
+// Whether a parallel branch (or the run outside any branch, the root) has been
+// aborted, and the processes its steps are running, for the abort to kill.
+// Aborting a branch aborts the branches of a `parallel` nested in it.
+@groovy.transform.CompileStatic
+class Abort {
+    final Abort parent
+    private volatile boolean aborted = false
+    private volatile String why
+    private final List<Abort> children = []
+    private final Set<Process> processes = new LinkedHashSet<Process>()
+
+    Abort(Abort parent) {
+        this.parent = parent
+        if (parent != null) parent.adopt(this)
+    }
+
+    private synchronized void adopt(Abort child) { children.add(child) }
+    synchronized void release(Abort child) { children.remove(child) }
+
+    boolean isAborted() { aborted || (parent != null && parent.isAborted()) }
+    String getReason() { aborted ? why : parent?.getReason() }
+
+    // Marks this branch and those under it aborted; the processes they run, to kill.
+    List<Process> abort(String reason) {
+        List<Process> running = []
+        List<Abort> under
+        synchronized (this) {
+            if (!aborted) { why = reason; aborted = true }
+            running.addAll(processes)
+            under = new ArrayList<Abort>(children)
+        }
+        for (Abort child : under) running.addAll(child.abort(reason))
+        running
+    }
+
+    // Registers a process a step started; false if the branch is aborted already
+    // (the caller kills it then).
+    boolean track(Process process) {
+        synchronized (this) {
+            if (!isAborted()) { processes.add(process); return true }
+        }
+        false
+    }
+    synchronized void untrack(Process process) { processes.remove(process) }
+}
+
+// Ends processes the way Jenkins ends an interrupted sh: each process and all
+// its descendants get SIGTERM; those still there after the grace get SIGKILL.
+@groovy.transform.CompileStatic
+class Kill {
+    static final long GRACE_MILLIS = 5000
+
+    // Returns how many processes needed SIGKILL.
+    static int terminate(Collection<Process> processes) {
+        List<ProcessHandle> all = []
+        for (Process process : processes) {
+            // The descendants before the parent dies: then they are no longer its.
+            ProcessHandle top = process.toHandle()
+            all.add(top)
+            Iterator<ProcessHandle> below = top.descendants().iterator()
+            while (below.hasNext()) all.add(below.next())
+        }
+        // The shells first, so that they start nothing more.
+        for (ProcessHandle h : all) h.destroy()
+        List<ProcessHandle> left = waitFor(all, GRACE_MILLIS)
+        for (ProcessHandle h : left) h.destroyForcibly()
+        waitFor(left, 1000)
+        left.size()
+    }
+
+    // Those of `handles` still running after `millis`.
+    static List<ProcessHandle> waitFor(List<ProcessHandle> handles, long millis) {
+        long deadline = System.nanoTime() + millis * 1000000L
+        List<ProcessHandle> left = handles.findAll { ProcessHandle h -> running(h) }
+        while (!left.isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(20)
+            left = left.findAll { ProcessHandle h -> running(h) }
+        }
+        left
+    }
+
+    // Alive and not a zombie (an orphan waits for init to reap it).
+    static boolean running(ProcessHandle h) {
+        if (!h.isAlive()) return false
+        File stat = new File("/proc/" + h.pid() + "/stat")
+        if (!stat.exists()) return !new File('/proc/self').exists()
+        String text
+        try { text = stat.text } catch (IOException ignored) { return false }
+        int close = text.lastIndexOf(')')
+        String state = close > 0 && text.length() > close + 2 ? text.substring(close + 2, close + 3) : '?'
+        state != 'Z' && state != 'X'
+    }
+}
+
+// The state of the thread running steps: the scoped environment layers (stage
+// environment, withEnv, withCredentials), innermost last, the directory, and
+// the parallel branch it runs in (null outside any).
+class Ctx {
+    List<Map<String, String>> layers = []
+    File cwd
+    String branch
+    Abort abort
+
+    // A branch's copy of it.
+    Ctx fork(String name, Abort branchAbort) {
+        new Ctx(layers: layers.collect { new LinkedHashMap<String, String>(it) }, cwd: cwd, branch: name, abort: branchAbort)
+    }
 }
 
 class Build {
@@ -174,7 +303,8 @@ boolean tmpDirIsOurs = !tmpDir.exists()
 addShutdownHook { if (tmpDirIsOurs) tmpDir.deleteDir() }
 Map credentials = credentialsPath ? new JsonSlurper().parse(new File(credentialsPath)) as Map : [:]
 
-Map<String, String> globalEnv = new LinkedHashMap<>(System.getenv())
+// Shared by parallel branches: copies are taken under its lock.
+Map<String, String> globalEnv = Collections.synchronizedMap(new LinkedHashMap<String, String>(System.getenv()))
 String jobName = System.getenv('SHIM_JOB_NAME') ?: 'bg-deploy'
 String buildNumber = System.getenv('SHIM_BUILD_NUMBER') ?: '1'
 globalEnv.putAll([
@@ -188,12 +318,14 @@ globalEnv.putAll([
     JENKINS_URL : 'http://jenkins.invalid/',
     NODE_NAME   : 'built-in',
 ])
-// Scoped layers (stage environment, withEnv, withCredentials), innermost last.
-List<Map<String, String>> layers = []
-File[] cwd = [workspace] as File[]
+// Per thread: the main one's, and each parallel branch's copy of its caller's.
+Abort rootAbort = new Abort(null)
+ThreadLocal<Ctx> context = ThreadLocal.withInitial({ new Ctx(cwd: workspace, abort: rootAbort) } as java.util.function.Supplier)
+Closure<Ctx> ctx = { context.get() }
 Closure<Map> currentEnv = {
-    Map<String, String> all = new LinkedHashMap<>(globalEnv)
-    layers.each { all.putAll(it) }
+    Map<String, String> all
+    synchronized (globalEnv) { all = new LinkedHashMap<>(globalEnv) }
+    ctx().layers.each { all.putAll(it) }
     all
 }
 def build = new Build(number: buildNumber as int, displayName: "#${buildNumber}".toString())
@@ -202,23 +334,41 @@ def binding = new PipelineBinding(env: currentEnv)
 def envVars = new EnvVars(current: currentEnv, global: globalEnv)
 
 def withLayer = { Map<String, String> layer, Closure body ->
+    List<Map<String, String>> layers = ctx().layers
     layers << layer
     try { body() } finally { layers.remove(layers.size() - 1) }
 }
 
-def log = { String line -> println line; System.out.flush() }
+def log = { String line -> System.out.println(line); System.out.flush() }
+
+// Runs a started process to its end, killed (with its descendants) if the
+// branch is aborted meanwhile; `work` reads its output and waits for it.
+def tracked = { Process process, Closure work ->
+    Abort abort = ctx().abort
+    if (!abort.track(process)) {
+        Kill.terminate([process])
+        throw new FlowInterrupted("aborted: ${abort.getReason()}")
+    }
+    def result
+    try { result = work() } finally { abort.untrack(process) }
+    if (abort.isAborted()) throw new FlowInterrupted("aborted: ${abort.getReason()}")
+    result
+}
 
 // ---- steps
 
 def steps = [:]
-steps.echo = { Object message -> log(message.toString()) }
+steps.echo = { Object message ->
+    String branch = ctx().branch
+    log((branch == null ? '' : "[${branch}] ") + message.toString())
+}
 steps.error = { Object message -> throw new StepFailure(message.toString()) }
 steps.sh = { Object arg ->
     Map m = arg instanceof Map ? arg : [script: arg.toString()]
     String script = m.script.toString()
     log('[Pipeline] sh')
     def pb = new ProcessBuilder('/bin/sh', '-xe', '-c', script)
-    pb.directory(cwd[0])
+    pb.directory(ctx().cwd)
     pb.environment().clear()
     currentEnv().each { k, v -> if (k != null && v != null) pb.environment().put(k, v) }
     pb.redirectError(ProcessBuilder.Redirect.INHERIT)
@@ -226,10 +376,10 @@ steps.sh = { Object arg ->
     if (!m.returnStdout) pb.redirectOutput(ProcessBuilder.Redirect.INHERIT)
     def process = pb.start()
     String out = null
-    if (m.returnStdout) {
-        out = process.inputStream.getText('UTF-8')
+    int code = tracked(process) {
+        if (m.returnStdout) out = process.inputStream.getText('UTF-8')
+        process.waitFor()
     }
-    int code = process.waitFor()
     System.out.flush()
     if (m.returnStatus) return code
     if (code != 0) throw new StepFailure("script returned exit code ${code}")
@@ -237,12 +387,14 @@ steps.sh = { Object arg ->
 }
 steps.script = { Closure body -> body() }
 steps.dir = { String path, Closure body ->
-    File old = cwd[0]
+    Ctx c = ctx()
+    File old = c.cwd
     File next = new File(path).absolute ? new File(path) : new File(old, path)
     next.mkdirs()
-    cwd[0] = next
-    try { body() } finally { cwd[0] = old }
+    c.cwd = next
+    try { body() } finally { c.cwd = old }
 }
+steps.pwd = { Map m = [:] -> m?.tmp ? ctx().cwd.path + '@tmp' : ctx().cwd.path }
 steps.withEnv = { List overrides, Closure body ->
     Map<String, String> layer = [:]
     overrides.each { String kv -> int eq = kv.indexOf('='); layer[kv.substring(0, eq)] = kv.substring(eq + 1) }
@@ -251,19 +403,25 @@ steps.withEnv = { List overrides, Closure body ->
 steps.timeout = { Map ignored, Closure body -> body() }
 steps.retry = { int times, Closure body ->
     for (int i = 1; ; i++) {
-        try { return body() } catch (StepFailure e) { if (i >= times) throw e; log("Retrying (${e.message})") }
+        try {
+            return body()
+        } catch (StepFailure e) {
+            // An aborted branch is not retried.
+            if (i >= times || e instanceof FlowInterrupted || ctx().abort.isAborted()) throw e
+            log("Retrying (${e.message})")
+        }
     }
 }
 steps.readFile = { Object arg ->
     String path = arg instanceof Map ? arg.file : arg.toString()
-    new File(path).absolute ? new File(path).text : new File(cwd[0], path).text
+    new File(path).absolute ? new File(path).text : new File(ctx().cwd, path).text
 }
 steps.writeFile = { Map m ->
-    File f = new File(m.file.toString()).absolute ? new File(m.file.toString()) : new File(cwd[0], m.file.toString())
+    File f = new File(m.file.toString()).absolute ? new File(m.file.toString()) : new File(ctx().cwd, m.file.toString())
     f.parentFile.mkdirs()
     f.text = m.text.toString()
 }
-steps.fileExists = { String path -> (new File(path).absolute ? new File(path) : new File(cwd[0], path)).exists() }
+steps.fileExists = { String path -> (new File(path).absolute ? new File(path) : new File(ctx().cwd, path)).exists() }
 
 // Credentials: binding descriptions, resolved by withCredentials.
 steps.sshUserPrivateKey = { Map m -> [type: 'sshUserPrivateKey'] + m }
@@ -351,13 +509,14 @@ steps.git = { Map m ->
     def run = { List cmd ->
         log("> git ${cmd.join(' ')}")
         def pb = new ProcessBuilder(['git'] + cmd)
-        pb.directory(cwd[0])
+        pb.directory(ctx().cwd)
         pb.redirectErrorStream(true)
         def p = pb.start()
-        String out = p.inputStream.text
-        if (p.waitFor() != 0) throw new StepFailure("git ${cmd[0]} failed: ${out}")
+        String out = null
+        int code = tracked(p) { out = p.inputStream.text; p.waitFor() }
+        if (code != 0) throw new StepFailure("git ${cmd[0]} failed: ${out}")
     }
-    if (!new File(cwd[0], '.git').exists()) {
+    if (!new File(ctx().cwd, '.git').exists()) {
         run(['init', '-q'])
         run(['remote', 'add', 'origin', url])
     } else {
@@ -367,7 +526,110 @@ steps.git = { Map m ->
     run(['checkout', '-q', '-f', '-B', branch, "origin/${branch}".toString()])
 }
 
-steps.each { name, closure -> binding.setVariable(name, closure) }
+// parallel: Jenkins' scripted step. Each branch runs in a thread of its own with
+// a copy of the caller's Ctx; this thread waits for them all, and with failFast
+// aborts the others at the first failure.
+steps.parallel = { Map branchMap ->
+    Ctx caller = ctx()
+    boolean failFast = false
+    Map<String, Closure> branches = new LinkedHashMap<>()
+    branchMap.each { key, value ->
+        String name = key.toString()
+        if (name == 'failFast') {
+            failFast = value instanceof Boolean ? value : value.toString().toBoolean()
+        } else if (value instanceof Closure) {
+            branches[name] = value
+        } else {
+            throw new StepFailure("parallel: branch '${name}' is not a closure but ${value?.getClass()?.name}")
+        }
+    }
+    log('[Pipeline] parallel')
+    def finished = new java.util.concurrent.LinkedBlockingQueue<List>()
+    Map<String, Abort> aborts = new LinkedHashMap<>()
+    List<Thread> threads = []
+    branches.each { String name, Closure body ->
+        Abort abort = new Abort(caller.abort)
+        aborts[name] = abort
+        Ctx branchCtx = caller.fork(name, abort)
+        threads << new Thread({
+            context.set(branchCtx)
+            Throwable failure = null
+            try {
+                body.call()
+            } catch (Throwable e) {
+                failure = e
+            } finally {
+                log('[Pipeline] }')
+                if (failure != null) log("Failed in branch ${name}")
+                finished.put([name, failure])
+            }
+        } as Runnable, "parallel branch ${name}")
+        log("[Pipeline] { (Branch: ${name})")
+    }
+    Map<String, Throwable> failures = new LinkedHashMap<>()
+    Set<String> done = new HashSet<>()
+    List<String> aborted = []
+    // Aborts the branches still running and kills their processes.
+    def abortOthers = { String reason ->
+        List<Process> processes = []
+        aborts.each { other, abort ->
+            if (other in done) return
+            aborted << other
+            List<Process> running = abort.abort(reason)
+            if (running) log("[${other}] Sending interrupt signal to process")
+            processes.addAll(running)
+        }
+        if (processes) {
+            int stubborn = Kill.terminate(processes)
+            if (stubborn) log("After ${Kill.GRACE_MILLIS / 1000}s ${stubborn} process(es) did not stop; killed them")
+        }
+    }
+    String firstFailed = null
+    try {
+        threads.each { it.start() }
+        threads.size().times {
+            List result = finished.take()
+            String name = result[0]
+            Throwable failure = result[1]
+            done << name
+            if (failure == null) return
+            failures[name] = failure
+            if (name in aborted || firstFailed != null) return
+            firstFailed = name
+            List<String> others = aborts.keySet().findAll { !(it in done) } as List
+            if (!failFast || !others) return
+            log("failFast: branch ${name} failed; aborting ${others.collect { "branch ${it}" }.join(', ')}")
+            abortOthers("failFast, branch ${name} failed".toString())
+        }
+    } catch (Throwable e) {
+        // The shim's own failure (or an interrupt): no branch outlives it.
+        abortOthers("parallel failed: ${e}".toString())
+        throw e
+    } finally {
+        threads.each { if (it.state != Thread.State.NEW) it.join() }
+        aborts.values().each { caller.abort.release(it) }
+    }
+    log('[Pipeline] // parallel')
+
+    if (!failures) return null
+    // This parallel is itself in a branch that was aborted: so is it.
+    if (caller.abort.isAborted()) throw new FlowInterrupted("aborted: ${caller.abort.getReason()}")
+    def describe = { Throwable e -> e instanceof StepFailure ? e.message : e.toString() }
+    List<String> failed = failures.keySet().findAll { !(it in aborted && failures[it] instanceof FlowInterrupted) } as List
+    List<String> interrupted = failures.keySet().findAll { !(it in failed) } as List
+    String message = failed.collect { "Failed in branch ${it}: ${describe(failures[it])}" }.join('; ')
+    if (interrupted) message += "${message ? '; ' : ''}aborted (failFast): ${interrupted.collect { "branch ${it}" }.join(', ')}"
+    throw new StepFailure(message)
+}
+
+// Steps as the Jenkinsfile sees them: none starts in an aborted branch.
+steps.each { String name, Closure step ->
+    binding.setVariable(name, { Object... args ->
+        Abort abort = ctx().abort
+        if (abort.isAborted()) throw new FlowInterrupted("aborted: ${abort.getReason()}; ${name} not started")
+        step(*args)
+    })
+}
 binding.setVariable('env', envVars)
 binding.setVariable('params', params)
 binding.setVariable('currentBuild', build)
