@@ -423,6 +423,241 @@ fn the_managed_layout_reads_the_upstream_file() {
     );
 }
 
+/// Whether something accepts connections at `address`:`port`, within 30 s.
+fn answers_at(address: &str, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect((address, port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The rig's app on `port` of one loopback address only: a host of its own.
+fn app_on(site: &Site, address: &str, port: u16, version: &str) -> bg_deploy_tests::App {
+    let log = site.work.path().join(format!("{address}-{port}.log"));
+    let app = bg_deploy_tests::App::start(
+        port,
+        &[("app.version", version), ("server.address", address)],
+        &log,
+    );
+    assert!(answers_at(address, port), "{address}:{port}");
+    app
+}
+
+/// The row of `host` and `color` in a fleet's text table, as words.
+fn fleet_row<'a>(text: &'a str, host: &str, color: &str) -> Vec<&'a str> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() > 2 && w[0] == host && w[1] == color)
+        .unwrap_or_else(|| panic!("no row of {host} {color}:\n{text}"))
+}
+
+/// Three app hosts behind one managed upstream, as bg-switch writes it for
+/// `--app-host` x3; on one machine they are three loopback addresses, each
+/// app listening on its own. 127.0.0.1 is read over SSH, 127.0.0.2 only
+/// probed (no --app-ssh-host names it), 127.0.0.3's --app-ssh-host is a port
+/// nothing listens on.
+fn a_fleet_is_shown_host_by_host(via: Via) {
+    let mut site = Site::new("dev", via);
+    let (blue, green) = (site.blue, site.green);
+    let deploy = site.work.path().join("app");
+    let mut reap = Reap::default();
+    let upstream = site.nginx.path("conf.d/dev-upstream.conf");
+    std::fs::write(
+        &upstream,
+        format!("upstream backend {{\n    server 127.0.0.1:{blue};\n    server 127.0.0.1:{green} backup;\n}}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        site.nginx.sites_enabled().join("dev"),
+        format!(
+            "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
+            site.listen
+        ),
+    )
+    .unwrap();
+    site.nginx.start();
+    let blue_pid = ship(&site, &deploy, blue, "1.0.0", &mut reap);
+    let green_pid = ship(&site, &deploy, green, "1.1.0", &mut reap);
+    let second = app_on(&site, "127.0.0.2", green, "1.1.0");
+    let managed = ["--upstream-file", upstream.to_str().unwrap()];
+    let mut switch = managed.to_vec();
+    for host in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        switch.extend(["--app-host", host]);
+    }
+    switch.push("--no-target-check");
+    site.switch(green, &switch).code(0);
+    let written = std::fs::read_to_string(&upstream).unwrap();
+    assert!(
+        written.contains(&format!(
+            "    server 127.0.0.3:{green};\n    server 127.0.0.1:{blue} backup;\n"
+        )),
+        "{written}"
+    );
+
+    let args = site.via.args();
+    let at = args.iter().position(|a| a == "--host").unwrap();
+    let ssh_target = args[at + 1].clone();
+    let closed = bg_deploy_tests::ClosedPort::new();
+    let unreachable = format!("127.0.0.3:{}", closed.port);
+    let bin = status_bin(&site, Some(&deploy))
+        .args(managed)
+        .args(["--health-url", "http://{host}:{port}/actuator/health"])
+        .args(["--connect-timeout", "2s"]);
+    let fleet = bin
+        .clone()
+        .args(["--app-ssh-host", &ssh_target])
+        .args(["--app-ssh-host", &unreachable]);
+
+    // Text: a HOST column, each host with both colors; an unreachable host
+    // is shown, warned about, and not the end of the report.
+    let text = fleet.clone().run();
+    text.code(0);
+    let out = &text.stdout;
+    assert!(out.starts_with("HOST "), "{out}");
+    assert!(out.lines().next().unwrap().contains(" COLOR "), "{out}");
+    let row = fleet_row(out, "127.0.0.1", "green");
+    assert_eq!(
+        row[2..6],
+        [green.to_string().as_str(), "active", "serving", "up"],
+        "{out}"
+    );
+    // One machine: 127.0.0.2's app on that port is a listener here too.
+    assert!(
+        row[6].split(',').any(|p| p == green_pid.to_string()),
+        "{out}"
+    );
+    assert_eq!(row[7], green_pid.to_string(), "the pid file's");
+    assert!(
+        row.contains(&"1.1.0") && row.ends_with(&["healthy", "(200)"]),
+        "{out}"
+    );
+    let row = fleet_row(out, "127.0.0.1", "blue");
+    assert_eq!(row[3..6], ["backup", "standby", "up"], "{out}");
+    assert!(row.contains(&blue_pid.to_string().as_str()), "{out}");
+    let row = fleet_row(out, "127.0.0.2", "green");
+    assert_eq!(row[3..6], ["active", "serving", "-"], "{out}");
+    assert!(row.ends_with(&["healthy", "(200)"]), "{out}");
+    let row = fleet_row(out, "127.0.0.2", "blue");
+    assert_eq!(row[3..5], ["backup", "standby"], "{out}");
+    assert!(
+        row.join(" ").contains("no answer (connection refused)"),
+        "{out}"
+    );
+    let row = fleet_row(out, "127.0.0.3", "green");
+    assert_eq!(row[3..6], ["active", "serving", "unreachable"], "{out}");
+    assert!(row.join(" ").contains("no answer"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "host 127.0.0.3: unreachable over SSH ({unreachable})"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("not read over SSH: 127.0.0.2"), "{out}");
+    assert!(
+        text.stderr
+            .contains("warning: app host 127.0.0.3 is unreachable"),
+        "{}",
+        text.stderr
+    );
+
+    // JSON: the old keys, and every host.
+    let value = json(fleet.clone().args(["--format", "json"]).run().code(0));
+    assert_eq!(value["active_port"], green);
+    assert_eq!(value["green_pid"], green_pid, "the first app host's view");
+    assert_eq!(value["ok"], false);
+    assert_eq!(value["green_healthy_hosts"], 2, "{value}");
+    assert_eq!(value["green_up_hosts"], 1, "{value}");
+    assert_eq!(value["unreachable_hosts"], serde_json::json!(["127.0.0.3"]));
+    let hosts = value["hosts"].as_array().unwrap();
+    let names: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(names, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    for (host, ssh, state, green_app, green_health) in [
+        (
+            &hosts[0],
+            Some(ssh_target.as_str()),
+            "read",
+            "up",
+            "healthy",
+        ),
+        (&hosts[1], None, "not-read", "unknown", "healthy"),
+        (
+            &hosts[2],
+            Some(unreachable.as_str()),
+            "unreachable",
+            "unreachable",
+            "no-answer",
+        ),
+    ] {
+        assert_eq!(host["ssh_host"].as_str(), ssh, "{host}");
+        assert_eq!(host["app_host"], state, "{host}");
+        assert_eq!(host["in_upstream"], true, "{host}");
+        assert_eq!(host["green"]["role"], "active", "{host}");
+        assert_eq!(host["blue"]["role"], "backup", "{host}");
+        assert_eq!(host["green"]["app"], green_app, "{host}");
+        assert_eq!(host["green"]["health"], green_health, "{host}");
+    }
+    assert_eq!(hosts[0]["green"]["version"], "1.1.0");
+    assert_eq!(hosts[0]["blue"]["pid"], blue_pid);
+    assert!(hosts[2]["error"].as_str().unwrap().len() > 3, "{value}");
+
+    // env, the app hosts as one comma-separated BG_APP_SSH_HOST.
+    let run = bin
+        .clone()
+        .env("BG_APP_SSH_HOST", format!("{ssh_target},{unreachable}"))
+        .args(["--format", "env"])
+        .run();
+    let seen = env(run.code(0));
+    assert_eq!(seen["BG_HOSTS"], "127.0.0.1,127.0.0.2,127.0.0.3");
+    assert_eq!(seen["BG_UNREACHABLE_HOSTS"], "127.0.0.3");
+    assert_eq!(seen["BG_GREEN_HEALTHY_HOSTS"], "2");
+    assert_eq!(seen["BG_BLUE_HEALTHY_HOSTS"], "1");
+    assert_eq!(seen["BG_GREEN_VERSION"], "1.1.0");
+
+    // --check: the unreachable host fails it, by name.
+    let check = fleet.clone().arg("--check").run();
+    check.code(1);
+    assert!(check.stdout.starts_with("HOST "), "{}", check.stdout);
+    assert!(check.error_line().contains("127.0.0.3"), "{}", check.stderr);
+
+    // Every host's active port answers: --check passes.
+    let third = app_on(&site, "127.0.0.3", green, "1.1.0");
+    let reachable = bin.clone().args(["--app-ssh-host", &ssh_target]);
+    reachable.clone().arg("--check").run().code(0);
+
+    // 127.0.0.2's active app stops: --check fails naming it.
+    drop(second);
+    let check = reachable.clone().arg("--check").run();
+    check.code(1);
+    assert!(
+        check.error_line().contains(&format!(
+            "the active port {green} on 127.0.0.2 did not answer the health probe"
+        )),
+        "{}",
+        check.stderr
+    );
+    let row = fleet_row(&check.stdout, "127.0.0.2", "green");
+    assert!(row.join(" ").contains("no answer"), "{}", check.stdout);
+    drop(third);
+}
+
+mod a_fleet_behind_one_upstream_is_shown_host_by_host {
+    use super::*;
+
+    #[test]
+    fn ssh() {
+        a_fleet_is_shown_host_by_host(nginx_site::Via::start(true));
+    }
+
+    #[test]
+    fn openssh() {
+        a_fleet_is_shown_host_by_host(nginx_site::Via::openssh());
+    }
+}
+
 /// A lock holder: `flock` and the command it runs, in a process group of
 /// their own, killed together when dropped (the command keeps the lock's
 /// file open too).

@@ -383,6 +383,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The host a URL names (an IPv6 address in brackets), if it parses.
+pub fn url_host(url: &str) -> Option<String> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    uri.host().filter(|h| !h.is_empty()).map(str::to_string)
+}
+
 /// A set of statuses: `200-299`, `200,204,300-399`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusSet(Vec<(u16, u16)>);
@@ -478,6 +484,21 @@ mod tests {
         assert!(check_url("http:///x").is_err());
         assert!(check_url("not a url").is_err());
         assert!(check_url("http://127.0.0.1:0/").is_err());
+    }
+
+    #[test]
+    fn the_host_of_a_url() {
+        let host = |url| url_host(url);
+        assert_eq!(
+            host("http://10.0.0.5:8000/health").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            host("https://user@app1.internal/").as_deref(),
+            Some("app1.internal")
+        );
+        assert!(host("http://[fd00::7]:8000/").unwrap().contains("fd00::7"));
+        assert_eq!(host("not a url"), None);
     }
 
     #[test]

@@ -669,7 +669,7 @@ mod tests {
         let a = args(&[]);
         let route = |primary: &[u16]| Route {
             primary: primary.iter().copied().collect(),
-            backup: Default::default(),
+            ..Route::default()
         };
         assert_eq!(port_of(&a, "f", &route(&[8001])).unwrap(), 8001);
         assert!(

@@ -506,11 +506,35 @@ pub fn addresses_at(routing: &Routing, port: u16) -> Vec<Address> {
     found
 }
 
-/// Where a file sends its traffic: primary and backup ports.
+/// Where a file sends its traffic: primary and backup ports, and the
+/// servers behind them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
     pub primary: BTreeSet<u16>,
     pub backup: BTreeSet<u16>,
+    /// Every server the traffic may go to, in the file's order, each once:
+    /// the upstream's lines (`down` ones too, so a host taken out shows as
+    /// such) and `proxy_pass` addresses (primary). Several app hosts behind
+    /// one upstream are told apart by these.
+    pub servers: Vec<RouteServer>,
+}
+
+/// What nginx does with one server of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// Takes traffic.
+    Primary,
+    /// Takes traffic only when every primary is failing.
+    Backup,
+    /// Marked `down`: takes none.
+    Down,
+}
+
+/// One server of a route: where nginx dials, and what for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteServer {
+    pub address: Address,
+    pub role: ServerRole,
 }
 
 impl Route {
@@ -521,6 +545,102 @@ impl Route {
             _ => None,
         }
     }
+
+    /// The hosts of the servers, as written, each once, in the file's order.
+    pub fn hosts(&self) -> Vec<&str> {
+        let mut hosts: Vec<&str> = Vec::new();
+        for server in &self.servers {
+            if !hosts.contains(&server.address.host.as_str()) {
+                hosts.push(&server.address.host);
+            }
+        }
+        hosts
+    }
+
+    /// What `host` (as [`Route::hosts`] lists it) is at `port`: `None` when
+    /// the route has no such server. A host listed twice at a port counts as
+    /// primary if either line is.
+    pub fn role(&self, host: &str, port: u16) -> Option<ServerRole> {
+        let roles = self
+            .servers
+            .iter()
+            .filter(|s| s.address.host == host && s.address.port == port)
+            .map(|s| s.role);
+        roles.min_by_key(|role| match role {
+            ServerRole::Primary => 0,
+            ServerRole::Backup => 1,
+            ServerRole::Down => 2,
+        })
+    }
+
+    fn add_server(&mut self, address: &Address, role: ServerRole) {
+        if !self
+            .servers
+            .iter()
+            .any(|s| s.address == *address && s.role == role)
+        {
+            self.servers.push(RouteServer {
+                address: address.clone(),
+                role,
+            });
+        }
+    }
+
+    fn add_upstream(&mut self, upstream: &Upstream) {
+        self.primary.extend(upstream.primary_ports());
+        self.backup.extend(upstream.backup_ports());
+        for server in &upstream.servers {
+            let role = if server.down {
+                ServerRole::Down
+            } else if server.backup {
+                ServerRole::Backup
+            } else {
+                ServerRole::Primary
+            };
+            self.add_server(&server.address, role);
+        }
+    }
+}
+
+impl Address {
+    /// The host without IPv6 brackets.
+    pub fn bare_host(&self) -> &str {
+        bare_host(&self.host)
+    }
+
+    /// Whether this is `host`: see [`same_host`].
+    pub fn names_host(&self, host: &str) -> bool {
+        same_host(&self.host, host)
+    }
+
+    /// Whether nginx dials its own machine: see [`is_loopback_host`].
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_host(&self.host)
+    }
+}
+
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// Whether two hosts (names or addresses, IPv6 with or without brackets:
+/// an upstream server's and an SSH target's) are the same by their text,
+/// case aside. Names are not resolved: `app1` and `10.0.0.5` are different
+/// hosts here even where DNS says otherwise.
+pub fn same_host(a: &str, b: &str) -> bool {
+    bare_host(a).eq_ignore_ascii_case(bare_host(b))
+}
+
+/// Whether a server's host is the machine nginx runs on: `localhost`,
+/// 127.0.0.0/8, `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = bare_host(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Display for Route {
@@ -603,22 +723,19 @@ impl Routing {
     pub fn route(&self) -> Result<Route, Vec<Problem>> {
         let mut problems = self.problems.clone();
         let mut route = Route::default();
-        let add_upstream = |upstream: &Upstream, route: &mut Route| {
-            route.primary.extend(upstream.primary_ports());
-            route.backup.extend(upstream.backup_ports());
-        };
         if self.proxy_passes.is_empty() {
             for upstream in &self.upstreams {
-                add_upstream(upstream, &mut route);
+                route.add_upstream(upstream);
             }
         }
         for pass in &self.proxy_passes {
             match &pass.target {
                 PassTarget::Address(address) => {
                     route.primary.insert(address.port);
+                    route.add_server(address, ServerRole::Primary);
                 }
                 PassTarget::Name(name) => match self.upstream(name) {
-                    Some(upstream) => add_upstream(upstream, &mut route),
+                    Some(upstream) => route.add_upstream(upstream),
                     None => problems.push(Problem::new(
                         pass.line,
                         format!(
@@ -647,10 +764,8 @@ impl Routing {
                 format!("no \"upstream {name}\" block in this file"),
             )]
         })?;
-        let mut route = Route {
-            primary: upstream.primary_ports(),
-            backup: upstream.backup_ports(),
-        };
+        let mut route = Route::default();
+        route.add_upstream(upstream);
         route.backup.retain(|p| !route.primary.contains(p));
         Ok(route)
     }
@@ -938,6 +1053,70 @@ server { listen 81; location / { proxy_pass http://127.0.0.1:8001; } }";
             "unix:/x",
         ] {
             assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The file bg-switch writes for `--app-host 10.200.0.2 --app-host 10.200.0.6 --port 8001`.
+    const FLEET: &str = "# Written by bg-switch: port 8001 is active, 8000 is the backup.
+upstream backend {
+    server 10.200.0.2:8001 max_fails=5;
+    server 10.200.0.6:8001;
+    server [fd00::7]:8001 down;
+    server 10.200.0.2:8000 backup;
+    server 10.200.0.6:8000 backup;
+    server [fd00::7]:8000 backup;
+}
+";
+
+    #[test]
+    fn a_route_knows_its_servers_and_their_hosts() {
+        let fleet = read(FLEET).unwrap().upstream_route("backend").unwrap();
+        assert_eq!(fleet.single_port(), Some(8001));
+        assert_eq!(fleet.hosts(), ["10.200.0.2", "10.200.0.6", "[fd00::7]"]);
+        assert_eq!(fleet.servers.len(), 6);
+        assert_eq!(fleet.role("10.200.0.2", 8001), Some(ServerRole::Primary));
+        assert_eq!(fleet.role("10.200.0.6", 8000), Some(ServerRole::Backup));
+        assert_eq!(fleet.role("[fd00::7]", 8001), Some(ServerRole::Down));
+        assert_eq!(fleet.role("10.200.0.9", 8001), None);
+        assert_eq!(fleet.role("10.200.0.2", 9000), None);
+        // The same through a site file's proxy_pass, and a plain address.
+        let site = format!("{FLEET}server {{ location / {{ proxy_pass http://backend; }} }}\n");
+        assert_eq!(route(&site).hosts().len(), 3);
+        let plain = route("server { location / { proxy_pass http://10.0.0.5:8001/; } }");
+        assert_eq!(plain.hosts(), ["10.0.0.5"]);
+        assert_eq!(plain.role("10.0.0.5", 8001), Some(ServerRole::Primary));
+        // A host listed as primary and as backup at one port is primary.
+        let twice = route(
+            "upstream b { server 10.0.0.5:8000 backup; server 10.0.0.5:8000; server 10.0.0.5:8000; }",
+        );
+        assert_eq!(twice.role("10.0.0.5", 8000), Some(ServerRole::Primary));
+        assert_eq!(twice.servers.len(), 2, "each (address, role) once");
+    }
+
+    #[test]
+    fn an_address_names_an_ssh_host_by_its_text() {
+        let v4 = parse_address("10.200.0.2:8001").unwrap();
+        assert!(v4.names_host("10.200.0.2"));
+        assert!(!v4.names_host("10.200.0.20"));
+        let name = parse_address("App1.internal:8001").unwrap();
+        assert!(name.names_host("app1.internal"), "case does not matter");
+        assert!(!name.names_host("app1"), "names are not resolved");
+        let v6 = parse_address("[fd00::7]:8000").unwrap();
+        assert_eq!(v6.bare_host(), "fd00::7");
+        assert!(v6.names_host("fd00::7") && v6.names_host("[fd00::7]"));
+        for (address, loopback) in [
+            ("127.0.0.1:1", true),
+            ("127.0.0.3:1", true),
+            ("localhost:1", true),
+            ("[::1]:1", true),
+            ("10.0.0.5:1", false),
+            ("app:1", false),
+        ] {
+            assert_eq!(
+                parse_address(address).unwrap().is_loopback(),
+                loopback,
+                "{address}"
+            );
         }
     }
 

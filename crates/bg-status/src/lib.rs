@@ -9,6 +9,13 @@
 //! switch and any held lock. It changes nothing on any host: every look is
 //! a read, locks included (see [`look`]).
 //!
+//! Behind one upstream there may be several app hosts (bg-switch's
+//! `--app-host`, repeated): then each host of the upstream is shown with
+//! its own role, health (`{host}` in `--health-url`) and, where an
+//! `--app-ssh-host` names it, its apps; one host that cannot be reached is
+//! shown as such instead of hiding the others. One app host and one server
+//! host print exactly what bg-status printed before there were fleets.
+//!
 //! `--history [N]` prints the last switches from bg-switch's history file.
 
 pub mod history;
@@ -20,11 +27,12 @@ use std::time::Duration;
 use bg_core::cli::{
     HostArgs, LockArgs, OutputArgs, TlsArgs, parse_host_path, parse_positive_duration,
 };
+use bg_core::host::Target;
 use bg_core::host::{Host, Prefetched};
 use bg_core::http::{Answer, Probe, StatusSet};
 use bg_core::layout::{self, LayoutArgs, LayoutError, State};
 use bg_core::listeners::Found;
-use bg_core::nginx::Route;
+use bg_core::nginx::{self, Route, ServerRole};
 use bg_core::{Cmd, Code, Failure, Format, HostError, Report, UsageError, log};
 use clap::Parser;
 use serde_json::{Map, Value};
@@ -48,7 +56,8 @@ pub struct Cli {
     pub deploy_path: Option<String>,
 
     /// Probe each port once at this URL, {port} standing for it (e.g.
-    /// http://10.0.0.5:{port}/actuator/health), from where bg-status runs
+    /// http://10.0.0.5:{port}/actuator/health), from where bg-status runs; with {host} too
+    /// (http://{host}:{port}/actuator/health), each port of every app host nginx routes to
     #[arg(long, env = "BG_HEALTH_URL", value_name = "TEMPLATE")]
     pub health_url: Option<String>,
 
@@ -108,14 +117,17 @@ pub struct Cli {
     #[command(flatten)]
     pub layout: LayoutArgs,
 
-    /// The app host, where it is not --host (the nginx host): reached with the same SSH options
+    /// The app host, where it is not --host (the nginx host): reached with the same SSH options.
+    /// Repeat it (or list them, comma-separated) for several app hosts behind one upstream: all
+    /// are read at the same time, each shown beside the upstream's server with its HOST
     #[arg(
         long,
         env = "BG_APP_SSH_HOST",
         value_name = "[USER@]HOST[:PORT]",
+        value_delimiter = ',',
         help_heading = "Host"
     )]
-    pub app_ssh_host: Option<String>,
+    pub app_ssh_host: Vec<String>,
 
     #[command(flatten)]
     pub host: HostArgs,
@@ -165,29 +177,51 @@ impl bg_core::Tool for Cli {
         if let Some(lines) = self.history {
             return self.history(lines);
         }
-        // The probes go out while the hosts are read.
+        let sources = self.sources()?;
         let ports = [self.layout.blue_port, self.layout.green_port];
         // A bad --cacert is bad input, before anything else happens.
-        let trust = match &health {
-            Some(_) => Some(self.tls.trust()?),
+        let probe = match &health {
+            Some(_) => Some(Probe::with_trust(self.health_timeout, &self.tls.trust()?)),
             None => None,
         };
-        let probes = health.zip(trust).map(|(template, trust)| {
-            let probe = Probe::with_trust(self.health_timeout, &trust);
-            ports.map(|port| {
-                let (probe, url) = (probe.clone(), template.replace("{port}", &port.to_string()));
-                std::thread::spawn(move || probe.get(&url))
-            })
-        });
-        let (nginx, apps) = self.look()?;
-        let health = probes.map(|[blue, green]| {
-            [blue, green].map(|handle| {
-                handle.join().unwrap_or_else(|_| Answer::NoAnswer {
-                    reason: "the probe failed".to_string(),
-                })
-            })
-        });
-        let status = self.status(nginx, apps, health);
+        let template = health.zip(probe);
+        // Without {host} the probes go out while the hosts are read; with
+        // it, as soon as the nginx host has said which app hosts there are.
+        let per_color = template
+            .as_ref()
+            .filter(|(t, _)| !t.per_host)
+            .map(|(t, probe)| probe_all(probe, ports.map(|p| t.url(None, p)).to_vec()));
+        let per_host = |nginx: &NginxView| {
+            let (t, probe) = template.as_ref().filter(|(t, _)| t.per_host)?;
+            let names: Vec<String> = entries(&route_hosts(nginx), &sources)
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            let urls = names
+                .iter()
+                .flat_map(|name| ports.map(|p| t.url(Some(name), p)))
+                .collect();
+            Some((names, probe_all(probe, urls)))
+        };
+        let (nginx, reads, per_host) = self.look(&sources, per_host)?;
+        let probed = match (per_color, per_host) {
+            (Some(handle), _) => match joined(handle).as_slice() {
+                [blue, green] => Probed::PerColor([blue.clone(), green.clone()]),
+                _ => Probed::None,
+            },
+            (None, Some((names, handle))) => {
+                let answers = joined(handle);
+                Probed::PerHost(
+                    names
+                        .into_iter()
+                        .zip(answers.chunks_exact(2))
+                        .map(|(name, pair)| (name, [pair[0].clone(), pair[1].clone()]))
+                        .collect(),
+                )
+            }
+            (None, None) => Probed::None,
+        };
+        let status = self.status(nginx, &sources, reads, probed);
         let report = status.report(self.output.format);
         match status.problems.first() {
             Some(why) if self.check => Err(StatusError::Check {
@@ -205,6 +239,169 @@ impl bg_core::Tool for Cli {
     }
 }
 
+/// How many health probes run at once: a fleet of hosts times two ports
+/// must not open hundreds of connections from a CI agent at one moment.
+const PROBES_AT_ONCE: usize = 8;
+
+/// Probes each URL once, [`PROBES_AT_ONCE`] at a time, in threads of their
+/// own; the answers in the URLs' order.
+fn probe_all(probe: &Probe, urls: Vec<String>) -> std::thread::JoinHandle<Vec<Answer>> {
+    let probe = probe.clone();
+    std::thread::spawn(move || {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let answers: Vec<std::sync::Mutex<Option<Answer>>> =
+            urls.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..urls.len().min(PROBES_AT_ONCE) {
+                let (probe, next, answers, urls) = (probe.clone(), &next, &answers, &urls);
+                scope.spawn(move || {
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(url) = urls.get(at) else { break };
+                        let answer = probe.get(url);
+                        if let Ok(mut slot) = answers[at].lock() {
+                            *slot = Some(answer);
+                        }
+                    }
+                });
+            }
+        });
+        answers
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(probe_failed)
+            })
+            .collect()
+    })
+}
+
+fn probe_failed() -> Answer {
+    Answer::NoAnswer {
+        reason: "the probe failed".to_string(),
+    }
+}
+
+fn joined(handle: std::thread::JoinHandle<Vec<Answer>>) -> Vec<Answer> {
+    handle.join().unwrap_or_default()
+}
+
+/// The health probes' answers.
+#[derive(Debug)]
+enum Probed {
+    None,
+    /// `--health-url` without `{host}`: blue's and green's.
+    PerColor([Answer; 2]),
+    /// With `{host}`: each host's blue and green.
+    PerHost(Vec<(String, [Answer; 2])>),
+}
+
+/// `--health-url`, checked.
+#[derive(Debug, Clone)]
+struct Template {
+    text: String,
+    /// It names `{host}`: probe each app host.
+    per_host: bool,
+}
+
+impl Template {
+    fn url(&self, host: Option<&str>, port: u16) -> String {
+        let url = self.text.replace("{port}", &port.to_string());
+        match host {
+            // A bare IPv6 address (an --app-ssh-host's) needs its brackets in a URL.
+            Some(host) if host.contains(':') && !host.starts_with('[') => {
+                url.replace("{host}", &format!("[{host}]"))
+            }
+            Some(host) => url.replace("{host}", host),
+            None => url,
+        }
+    }
+}
+
+/// An app host bg-status reads: an `--app-ssh-host`, or (without one) the
+/// nginx host itself, as bg-status always did.
+#[derive(Debug, Clone)]
+struct Source {
+    /// As given: `--app-ssh-host`'s value, or `--host`'s; `None`: this machine.
+    given: Option<String>,
+    /// Its HOST, to find it among the servers nginx routes to.
+    host: Option<String>,
+    /// From `--app-ssh-host`.
+    explicit: bool,
+    args: HostArgs,
+    /// It is `--host`: read in the nginx host's round trip when it is the only app host.
+    is_nginx_host: bool,
+}
+
+impl Source {
+    /// Whether a server's host is this one: by its HOST's text; and the
+    /// nginx host is the app host of the servers on its own loopback.
+    fn serves(&self, server: &str) -> bool {
+        match &self.host {
+            Some(host) if nginx::same_host(server, host) => true,
+            _ => !self.explicit && nginx::is_loopback_host(server),
+        }
+    }
+}
+
+/// One host of the report: a server's host nginx routes to, or an
+/// `--app-ssh-host` that is none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    in_route: bool,
+    /// The source that reads its apps.
+    source: Option<usize>,
+}
+
+/// The hosts of the route, in its order.
+fn route_hosts(nginx: &NginxView) -> Vec<String> {
+    nginx
+        .route
+        .as_ref()
+        .map(|r| r.hosts().into_iter().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The hosts to show: every host the route names, each with the app host
+/// that is it (matched by HOST), then the `--app-ssh-host`s that are none
+/// of them. One app host and at most one server host are one host, whatever
+/// their names: bg-status's view before there were fleets.
+fn entries(route_hosts: &[String], sources: &[Source]) -> Vec<Entry> {
+    if sources.len() == 1 && route_hosts.len() <= 1 {
+        let name = route_hosts
+            .first()
+            .cloned()
+            .or_else(|| sources[0].host.clone())
+            .unwrap_or_else(|| "localhost".to_string());
+        return vec![Entry {
+            name,
+            in_route: !route_hosts.is_empty(),
+            source: Some(0),
+        }];
+    }
+    let mut list: Vec<Entry> = route_hosts
+        .iter()
+        .map(|host| Entry {
+            name: host.clone(),
+            in_route: true,
+            source: sources.iter().position(|s| s.serves(host)),
+        })
+        .collect();
+    for (at, source) in sources.iter().enumerate() {
+        if source.explicit && !list.iter().any(|e| e.source == Some(at)) {
+            list.push(Entry {
+                name: source.host.clone().unwrap_or_default(),
+                in_route: false,
+                source: Some(at),
+            });
+        }
+    }
+    list
+}
+
 /// What the nginx host showed.
 #[derive(Debug)]
 struct NginxView {
@@ -219,8 +416,9 @@ struct NginxView {
 }
 
 /// What the app host showed about one port.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct AppView {
+    reach: Reach,
     found: Found,
     pid_file: Option<u32>,
     pid_file_alive: bool,
@@ -231,9 +429,36 @@ struct AppView {
     lock: LockSeen,
 }
 
+/// Whether an app host's view is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Reach {
+    #[default]
+    Read,
+    /// Its SSH connection failed: why.
+    Unreachable(String),
+    /// No --app-ssh-host names it.
+    NotRead,
+}
+
+impl AppView {
+    fn unreachable(why: &str) -> AppView {
+        AppView {
+            reach: Reach::Unreachable(why.to_string()),
+            ..AppView::default()
+        }
+    }
+
+    fn not_read() -> AppView {
+        AppView {
+            reach: Reach::NotRead,
+            ..AppView::default()
+        }
+    }
+}
+
 impl Cli {
-    /// The health URL template, checked: it must name `{port}`.
-    fn health_template(&self) -> Result<Option<String>, UsageError> {
+    /// The health URL template, checked: it must name `{port}`, and may name `{host}`.
+    fn health_template(&self) -> Result<Option<Template>, UsageError> {
         let Some(template) = self.health_url.as_deref().filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
@@ -243,14 +468,18 @@ impl Cli {
                 "write the port as {port}, e.g. --health-url 'http://10.0.0.5:{port}/actuator/health'",
             ));
         }
-        bg_core::http::check_url(&template.replace("{port}", &self.layout.blue_port.to_string()))
+        let template = Template {
+            text: template.to_string(),
+            per_host: template.contains("{host}"),
+        };
+        bg_core::http::check_url(&template.url(Some("127.0.0.1"), self.layout.blue_port))
             .map_err(|why| {
-            UsageError::new(
-                format!("--health-url: {why}"),
-                "give a URL like http://HOST:{port}/PATH",
-            )
-        })?;
-        Ok(Some(template.to_string()))
+                UsageError::new(
+                    format!("--health-url: {why}"),
+                    "give a URL like http://HOST:{port}/PATH, or http://{host}:{port}/PATH for every app host",
+                )
+            })?;
+        Ok(Some(template))
     }
 
     fn lock_args(&self) -> LockArgs {
@@ -260,15 +489,39 @@ impl Cli {
         }
     }
 
-    /// The app host's flags: `--app-ssh-host` where given, else `--host`'s.
-    fn app_host(&self) -> Option<HostArgs> {
-        let app = self.app_ssh_host.as_deref().filter(|h| !h.is_empty())?;
-        if Some(app) == self.host.host.as_deref() {
-            return None;
+    /// The app hosts: each `--app-ssh-host` (once), else the nginx host.
+    fn sources(&self) -> Result<Vec<Source>, HostError> {
+        let nginx_host = self.host.host.as_deref().filter(|h| !h.is_empty());
+        let host_of = |value: &str| Target::parse(value).map(|t| t.host);
+        let mut given: Vec<&str> = Vec::new();
+        for value in self.app_ssh_host.iter().map(|h| h.trim()) {
+            if !value.is_empty() && !given.contains(&value) {
+                given.push(value);
+            }
         }
-        let mut args = self.host.clone();
-        args.host = Some(app.to_string());
-        Some(args)
+        if given.is_empty() {
+            return Ok(vec![Source {
+                given: nginx_host.map(String::from),
+                host: nginx_host.map(host_of).transpose()?,
+                explicit: false,
+                args: self.host.clone(),
+                is_nginx_host: true,
+            }]);
+        }
+        given
+            .into_iter()
+            .map(|value| {
+                let mut args = self.host.clone();
+                args.host = Some(value.to_string());
+                Ok(Source {
+                    given: Some(value.to_string()),
+                    host: Some(host_of(value)?),
+                    explicit: true,
+                    args,
+                    is_nginx_host: Some(value) == nginx_host,
+                })
+            })
+            .collect()
     }
 
     fn files(&self, port: u16, ext: &str) -> Option<String> {
@@ -276,8 +529,16 @@ impl Cli {
         Some(layout::join(dir, &format!("app-{port}.{ext}")))
     }
 
-    /// Reads both hosts, each in one round trip; two hosts at the same time.
-    fn look(&self) -> bg_core::Result<(NginxView, [AppView; 2])> {
+    /// Reads the nginx host and every app host, each in one round trip, all
+    /// at the same time; `start` runs as soon as the nginx host is read.
+    /// With several app hosts, one that cannot be reached is an `Err` with
+    /// why, not the end: the others are still worth showing.
+    #[allow(clippy::type_complexity)]
+    fn look<P>(
+        &self,
+        sources: &[Source],
+        start: impl FnOnce(&NginxView) -> P,
+    ) -> bg_core::Result<(NginxView, Vec<Result<[AppView; 2], String>>, P)> {
         let site_lock = self.lock_args().path("switch", &self.layout.site);
         let pending_path = format!("{site_lock}.pending");
         let mut nginx_files = self.layout.usual_files();
@@ -309,7 +570,9 @@ impl Cli {
         let read_apps =
             |host: &dyn Host| read_apps(host, ports, |p| self.files(p, "json"), &apps_cmd);
 
-        let Some(app_args) = self.app_host() else {
+        if let [only] = sources
+            && only.is_nginx_host
+        {
             // One host: one round trip for everything.
             let host = self.host.connect()?;
             let mut files = nginx_files;
@@ -318,32 +581,59 @@ impl Cli {
             cmds.push(apps_cmd.clone());
             let read = Prefetched::with_commands(host.as_ref(), &files, true, &cmds);
             let nginx = read_nginx(&read)?;
+            let started = start(&nginx);
             let apps = read_apps(&read)?;
-            return Ok((nginx, apps));
-        };
+            return Ok((nginx, vec![Ok(apps)], started));
+        }
         let (nginx, apps) = std::thread::scope(|scope| {
-            let apps = scope.spawn(|| -> Result<[AppView; 2], HostError> {
-                let host = app_args.connect()?;
-                let cmds = [apps_cmd.clone()];
-                let read = Prefetched::with_commands(host.as_ref(), &records, true, &cmds);
-                read_apps(&read)
-            });
+            let handles: Vec<_> = sources
+                .iter()
+                .map(|source| {
+                    let (records, apps_cmd, read_apps) = (&records, &apps_cmd, &read_apps);
+                    scope.spawn(move || -> Result<[AppView; 2], HostError> {
+                        let host = source.args.connect()?;
+                        let cmds = std::slice::from_ref(apps_cmd);
+                        let read = Prefetched::with_commands(host.as_ref(), records, true, cmds);
+                        read_apps(&read)
+                    })
+                })
+                .collect();
             let nginx = (|| -> Result<NginxView, LayoutError> {
                 let host = self.host.connect()?;
                 let read =
                     Prefetched::with_commands(host.as_ref(), &nginx_files, true, &nginx_cmds);
                 read_nginx(&read)
-            })();
-            let apps = apps.join().unwrap_or_else(|_| {
-                Err(HostError::Command {
-                    host: "the app host".to_string(),
-                    command: "look at the apps".to_string(),
-                    output: Box::default(),
-                })
+            })()
+            .map(|nginx| {
+                let started = start(&nginx);
+                (nginx, started)
             });
+            let apps: Vec<Result<[AppView; 2], HostError>> = handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(HostError::Command {
+                            host: "the app host".to_string(),
+                            command: "look at the apps".to_string(),
+                            output: Box::default(),
+                        })
+                    })
+                })
+                .collect();
             (nginx, apps)
         });
-        Ok((nginx?, apps?))
+        let (nginx, started) = nginx?;
+        let mut reads = Vec::new();
+        for read in apps {
+            reads.push(match read {
+                Ok(apps) => Ok(apps),
+                // One app host: as bg-status always was, it must answer.
+                Err(e) if sources.len() == 1 => return Err(e.into()),
+                Err(e) if e.code() == Code::Unreachable => Err(first_line(&e.to_string())),
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok((nginx, reads, started))
     }
 
     fn history_path(&self) -> String {
@@ -410,37 +700,128 @@ impl Cli {
         Ok(report)
     }
 
-    fn status(&self, nginx: NginxView, apps: [AppView; 2], health: Option<[Answer; 2]>) -> Status {
+    fn status(
+        &self,
+        nginx: NginxView,
+        sources: &[Source],
+        reads: Vec<Result<[AppView; 2], String>>,
+        probed: Probed,
+    ) -> Status {
         let active = nginx.state.active();
         let loaded = loaded(&nginx);
-        let [blue_app, green_app] = apps;
-        let health = health.map(|[b, g]| [Some(b), Some(g)]).unwrap_or_default();
-        let [blue_health, green_health] = health;
+        let ports = [self.layout.blue_port, self.layout.green_port];
+        let names = ["blue", "green"];
+        let route_hosts = route_hosts(&nginx);
+        let list = entries(&route_hosts, sources);
+        let fleet = !(sources.len() == 1 && route_hosts.len() <= 1);
+        let views: Vec<[AppView; 2]> = reads
+            .into_iter()
+            .map(|read| match read {
+                Ok(views) => views,
+                Err(why) => [AppView::unreachable(&why), AppView::unreachable(&why)],
+            })
+            .collect();
+        let health_of = |answer: &Answer| Health::of(answer.clone(), &self.expect_status);
+        // Which host a --health-url without {host} probes, in a fleet.
+        let url_host = self
+            .health_url
+            .as_deref()
+            .map(|t| t.replace("{port}", "1"))
+            .and_then(|url| bg_core::http::url_host(&url));
+        let placed = url_host
+            .as_deref()
+            .and_then(|h| list.iter().position(|e| nginx::same_host(&e.name, h)));
+        let host_health: Vec<[Option<Health>; 2]> = list
+            .iter()
+            .enumerate()
+            .map(|(at, entry)| match &probed {
+                Probed::None => [None, None],
+                Probed::PerColor(answers) if !fleet || placed == Some(at) => {
+                    answers.each_ref().map(|a| Some(health_of(a)))
+                }
+                Probed::PerColor(_) => [None, None],
+                Probed::PerHost(answers) => answers
+                    .iter()
+                    .find(|(name, _)| *name == entry.name)
+                    .map(|(_, pair)| pair.each_ref().map(|a| Some(health_of(a))))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        // The colors' own health: the probe without {host}, or the first
+        // host's that is not healthy (else the first host's).
+        let color_health: [Option<Health>; 2] = match &probed {
+            Probed::None => [None, None],
+            Probed::PerColor(answers) => answers.each_ref().map(|a| Some(health_of(a))),
+            Probed::PerHost(_) => [0, 1].map(|c| {
+                let all: Vec<&Health> = host_health.iter().filter_map(|h| h[c].as_ref()).collect();
+                all.iter()
+                    .find(|h| !matches!(h, Health::Healthy { .. }))
+                    .or(all.first())
+                    .map(|h| (*h).clone())
+            }),
+        };
+        let role_of = |port: u16| match (&nginx.route, active) {
+            (_, Some(a)) if a == port => Role::Active,
+            (Some(route), _) if route.backup.contains(&port) => Role::Backup,
+            _ => Role::Unused,
+        };
+        let color = |c: usize, role: Role, app: AppView, health: Option<Health>| ColorStatus {
+            name: names[c],
+            port: ports[c],
+            role,
+            nginx: match (role, loaded) {
+                (Role::Unused | Role::Down, _) => Nginx::Unused,
+                (_, Some(false)) => Nginx::NotLoaded,
+                (_, None) => Nginx::Unknown,
+                (Role::Active, Some(true)) => Nginx::Serving,
+                (Role::Backup, Some(true)) => Nginx::Standby,
+            },
+            health,
+            app,
+        };
+        let first = views.first().cloned().unwrap_or_default();
+        let [blue_app, green_app] = first;
+        let [blue_health, green_health] = color_health;
         let colors = [
-            ("blue", self.layout.blue_port, blue_app, blue_health),
-            ("green", self.layout.green_port, green_app, green_health),
-        ]
-        .map(|(name, port, app, health)| {
-            let role = match (&nginx.route, active) {
-                (_, Some(a)) if a == port => Role::Active,
-                (Some(route), _) if route.backup.contains(&port) => Role::Backup,
-                _ => Role::Unused,
-            };
-            ColorStatus {
-                name,
-                port,
-                role,
-                nginx: match (role, loaded) {
-                    (Role::Unused, _) => Nginx::Unused,
-                    (_, Some(false)) => Nginx::NotLoaded,
-                    (_, None) => Nginx::Unknown,
-                    (Role::Active, Some(true)) => Nginx::Serving,
-                    (Role::Backup, Some(true)) => Nginx::Standby,
-                },
-                health: health.map(|answer| Health::of(answer, &self.expect_status)),
-                app,
-            }
-        });
+            color(0, role_of(ports[0]), blue_app, blue_health),
+            color(1, role_of(ports[1]), green_app, green_health),
+        ];
+        let hosts = list
+            .iter()
+            .zip(host_health)
+            .map(|(entry, health)| {
+                let [blue_health, green_health] = health;
+                let app = |c: usize| match entry.source {
+                    Some(at) => views[at][c].clone(),
+                    None => AppView::not_read(),
+                };
+                let role = |c: usize| {
+                    if !fleet {
+                        return role_of(ports[c]);
+                    }
+                    match nginx
+                        .route
+                        .as_ref()
+                        .and_then(|r| r.role(&entry.name, ports[c]))
+                    {
+                        Some(ServerRole::Primary) => Role::Active,
+                        Some(ServerRole::Backup) => Role::Backup,
+                        Some(ServerRole::Down) => Role::Down,
+                        None => Role::Unused,
+                    }
+                };
+                HostStatus {
+                    name: entry.name.clone(),
+                    in_route: entry.in_route,
+                    source: entry.source,
+                    ssh: entry.source.and_then(|at| sources[at].given.clone()),
+                    colors: [
+                        color(0, role(0), app(0), blue_health),
+                        color(1, role(1), app(1), green_health),
+                    ],
+                }
+            })
+            .collect();
         let mut status = Status {
             site: self.layout.site.clone(),
             layout: if self.layout.managed_file().is_some() {
@@ -459,11 +840,23 @@ impl Cli {
             pending_path: nginx.pending_path,
             site_lock: nginx.seen.lock,
             colors,
+            fleet,
+            hosts,
+            unplaced_health: match probed {
+                Probed::PerColor(_) if fleet && placed.is_none() => {
+                    Some(url_host.unwrap_or_else(|| "?".to_string()))
+                }
+                _ => None,
+            },
             problems: Vec::new(),
         };
         status.problems = status.problems();
         status
     }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// `$1` the history file, `$2` how many lines: the file's last lines.
@@ -627,6 +1020,7 @@ fn app_view(
         ));
     }
     Ok(AppView {
+        reach: Reach::Read,
         found,
         pid_file: seen.pid_file,
         pid_file_alive,
@@ -643,6 +1037,8 @@ enum Role {
     Backup,
     /// Neither the active nor a backup server in the files.
     Unused,
+    /// Marked `down` in the files (a host of a fleet taken out).
+    Down,
 }
 
 impl Role {
@@ -651,6 +1047,7 @@ impl Role {
             Role::Active => "active",
             Role::Backup => "backup",
             Role::Unused => "none",
+            Role::Down => "down",
         }
     }
 }
@@ -754,6 +1151,11 @@ impl ColorStatus {
     /// `up` (something listens), `starting` (the pid file's process lives
     /// but does not listen yet), `down`.
     fn app_word(&self) -> &'static str {
+        match self.app.reach {
+            Reach::Read => {}
+            Reach::Unreachable(_) => return "unreachable",
+            Reach::NotRead => return "unknown",
+        }
         if self.app.found.sockets > 0 {
             "up"
         } else if self.app.pid_file_alive {
@@ -819,7 +1221,11 @@ impl ColorStatus {
                 role => role.word().to_string(),
             },
             self.nginx.text().to_string(),
-            self.app_word().to_string(),
+            match self.app.reach {
+                Reach::NotRead => "-",
+                _ => self.app_word(),
+            }
+            .to_string(),
             pid,
             pid_file,
             self.app
@@ -851,6 +1257,8 @@ struct Keys {
     health: &'static str,
     health_status: &'static str,
     lock: &'static str,
+    up_hosts: &'static str,
+    healthy_hosts: &'static str,
 }
 
 macro_rules! keys {
@@ -873,6 +1281,8 @@ macro_rules! keys {
             health: concat!($color, "_HEALTH"),
             health_status: concat!($color, "_HEALTH_STATUS"),
             lock: concat!($color, "_LOCK"),
+            up_hosts: concat!($color, "_UP_HOSTS"),
+            healthy_hosts: concat!($color, "_HEALTHY_HOSTS"),
         }
     };
 }
@@ -894,9 +1304,57 @@ struct Status {
     pending: Option<Value>,
     pending_path: String,
     site_lock: LockSeen,
+    /// The first app host's view (the only one before fleets).
     colors: [ColorStatus; 2],
+    /// Several hosts: the route's and the --app-ssh-hosts.
+    fleet: bool,
+    /// Each host with its own view of both colors (one host: `colors`).
+    hosts: Vec<HostStatus>,
+    /// A fleet probed without {host}, at a host that is none of them: that host.
+    unplaced_health: Option<String>,
     /// Why the active port is not served as it should be; empty when it is.
     problems: Vec<String>,
+}
+
+/// One host of a fleet: its role in nginx's files, its app view, its health, per color.
+#[derive(Debug)]
+struct HostStatus {
+    /// As the route writes it, or the --app-ssh-host's HOST.
+    name: String,
+    /// nginx routes to it.
+    in_route: bool,
+    /// The app host that reads it (two hosts of the route may share one).
+    source: Option<usize>,
+    /// The --app-ssh-host (or --host) it is read through.
+    ssh: Option<String>,
+    colors: [ColorStatus; 2],
+}
+
+impl HostStatus {
+    fn reach(&self) -> &Reach {
+        &self.colors[0].app.reach
+    }
+
+    fn state_word(&self) -> &'static str {
+        match self.reach() {
+            Reach::Read => "read",
+            Reach::Unreachable(_) => "unreachable",
+            Reach::NotRead => "not-read",
+        }
+    }
+}
+
+/// Why the active `port` (on a host: ` on HOST`) fails its probe, if it does.
+fn health_problem(port: u16, on: &str, health: Option<&Health>) -> Option<String> {
+    match health? {
+        Health::Unhealthy { status, body } => Some(format!(
+            "the active port {port}{on} answered {status} {body}"
+        )),
+        Health::NoAnswer { reason } => Some(format!(
+            "the active port {port}{on} did not answer the health probe ({reason})"
+        )),
+        Health::Healthy { .. } => None,
+    }
 }
 
 fn port_of(value: &Value, key: &str) -> Option<u64> {
@@ -931,17 +1389,32 @@ impl Status {
                 self.load_text()
             ));
         }
-        if active.app.found.sockets == 0 {
-            problems.push(format!("nothing listens on the active port {port}"));
-        }
-        match &active.health {
-            Some(Health::Unhealthy { status, body }) => {
-                problems.push(format!("the active port {port} answered {status} {body}"))
+        if !self.fleet {
+            if active.app.found.sockets == 0 {
+                problems.push(format!("nothing listens on the active port {port}"));
             }
-            Some(Health::NoAnswer { reason }) => problems.push(format!(
-                "the active port {port} did not answer the health probe ({reason})"
-            )),
-            _ => {}
+            problems.extend(health_problem(port, "", active.health.as_ref()));
+            return problems;
+        }
+        // A fleet: the active port on every host nginx sends it to.
+        for host in &self.hosts {
+            if let Reach::Unreachable(why) = host.reach() {
+                problems.push(format!("app host {} is unreachable: {why}", host.name));
+            }
+            if !host.in_route {
+                continue;
+            }
+            let Some(color) = host.colors.iter().find(|c| c.role == Role::Active) else {
+                continue;
+            };
+            let on = format!(" on {}", host.name);
+            if color.app.reach == Reach::Read && color.app.found.sockets == 0 {
+                problems.push(format!("nothing listens on the active port {port}{on}"));
+            }
+            problems.extend(health_problem(port, &on, color.health.as_ref()));
+        }
+        if self.unplaced_health.is_some() {
+            problems.extend(health_problem(port, "", active.health.as_ref()));
         }
         problems
     }
@@ -1000,17 +1473,27 @@ impl Status {
         }
         let mut held = Vec::new();
         let mut unknown = false;
-        let locks = [
-            (format!("site {}", self.site), &self.site_lock),
-            (
-                format!("port {}", self.colors[0].port),
-                &self.colors[0].app.lock,
-            ),
-            (
-                format!("port {}", self.colors[1].port),
-                &self.colors[1].app.lock,
-            ),
-        ];
+        let mut locks = vec![(format!("site {}", self.site), &self.site_lock)];
+        if self.fleet {
+            // Each app host once, though it may serve several of the route's hosts.
+            let mut seen = Vec::new();
+            for host in self.hosts.iter().filter(|h| *h.reach() == Reach::Read) {
+                if host.source.is_some_and(|s| seen.contains(&s)) {
+                    continue;
+                }
+                seen.extend(host.source);
+                for color in &host.colors {
+                    locks.push((
+                        format!("port {} on {}", color.port, host.name),
+                        &color.app.lock,
+                    ));
+                }
+            }
+        } else {
+            for color in &self.colors {
+                locks.push((format!("port {}", color.port), &color.app.lock));
+            }
+        }
         for (what, lock) in locks {
             match lock {
                 LockSeen::Held { holder, waiting } => held.push(format!(
@@ -1032,20 +1515,84 @@ impl Status {
             });
         }
         lines.extend(held);
-        for color in &self.colors {
-            lines.extend(color.app.notes.iter().map(|n| format!("note: {n}")));
+        if !self.fleet {
+            for color in &self.colors {
+                lines.extend(color.app.notes.iter().map(|n| format!("note: {n}")));
+            }
+            return lines;
+        }
+        let mut seen = Vec::new();
+        let mut not_read = Vec::new();
+        for host in &self.hosts {
+            match host.reach() {
+                Reach::Unreachable(why) => lines.push(format!(
+                    "host {}: unreachable over SSH ({}): {why}",
+                    host.name,
+                    host.ssh.as_deref().unwrap_or("?")
+                )),
+                Reach::NotRead => not_read.push(host.name.as_str()),
+                Reach::Read => {}
+            }
+            if !host.in_route {
+                lines.push(format!(
+                    "host {}: not a server nginx routes to (--app-ssh-host {}); shown apart",
+                    host.name,
+                    host.ssh.as_deref().unwrap_or("?")
+                ));
+            }
+            if host.source.is_some_and(|s| seen.contains(&s)) {
+                continue;
+            }
+            seen.extend(host.source);
+            for color in &host.colors {
+                lines.extend(
+                    color
+                        .app
+                        .notes
+                        .iter()
+                        .map(|n| format!("note: {}: {n}", host.name)),
+                );
+            }
+        }
+        if !not_read.is_empty() {
+            lines.push(format!(
+                "not read over SSH: {} (give an --app-ssh-host for each to see its apps)",
+                not_read.join(", ")
+            ));
+        }
+        if let Some(at) = &self.unplaced_health {
+            let health = |c: &ColorStatus| c.health.as_ref().map_or("-".to_string(), Health::text);
+            lines.push(format!(
+                "health (at {at}, none of these hosts; --health-url with {{host}} probes each): blue {}, green {}",
+                health(&self.colors[0]),
+                health(&self.colors[1])
+            ));
         }
         lines
     }
 
     fn text(&self) -> String {
-        let mut table = Table::new(&[
+        const HEADER: [&str; 11] = [
             "COLOR", "PORT", "ROLE", "NGINX", "APP", "PID", "PID FILE", "UPTIME", "VERSION",
             "ARTIFACT", "HEALTH",
-        ]);
-        for color in &self.colors {
-            table.row(color.row());
-        }
+        ];
+        let table = if self.fleet {
+            let mut table = Table::new(&[&["HOST"][..], &HEADER[..]].concat());
+            for host in &self.hosts {
+                for color in &host.colors {
+                    let mut row = vec![host.name.clone()];
+                    row.extend(color.row());
+                    table.row(row);
+                }
+            }
+            table
+        } else {
+            let mut table = Table::new(&HEADER);
+            for color in &self.colors {
+                table.row(color.row());
+            }
+            table
+        };
         let mut text = table.render();
         for line in self.lines() {
             text.push_str(&line);
@@ -1055,7 +1602,6 @@ impl Status {
     }
 
     fn report(&self, format: Format) -> Report {
-        let when = |t: Option<f64>| t.map_or(Value::Null, |t| Value::from(table::rfc3339(t)));
         let pending = |key: &str| {
             self.pending
                 .as_ref()
@@ -1090,58 +1636,149 @@ impl Status {
                     .map_or(Value::Null, |p| Value::from(p.clone())),
             );
         for (color, keys) in self.colors.iter().zip(&KEYS) {
-            let pids = color.pids();
-            report = report
-                .field(keys.port, color.port)
-                .field(keys.role, color.role.word())
-                .field(keys.nginx, color.nginx.word())
-                .field(keys.app, color.app_word())
-                .field(
-                    keys.pid,
-                    pids.first().map_or(Value::Null, |p| Value::from(*p)),
-                )
-                .field(
-                    keys.pid_file_pid,
-                    color.app.pid_file.map_or(Value::Null, Value::from),
-                )
-                .field(
-                    keys.pid_match,
-                    color.pid_match().map_or(Value::Null, Value::from),
-                )
-                .field(
-                    keys.uptime,
-                    color
-                        .app
-                        .started
-                        .map_or(Value::Null, |(_, age)| Value::from(age as u64)),
-                )
-                .field(keys.started, when(color.app.started.map(|(at, _)| at)))
-                .field(keys.artifact, color.record("artifact"))
-                .field(keys.version, color.record("version"))
-                .field(keys.sha256, color.record("sha256"))
-                .field(keys.deployed, color.record("started"))
-                .field(keys.deployed_by, color.record("actor"))
-                .field(
-                    keys.health,
-                    color
-                        .health
-                        .as_ref()
-                        .map_or(Value::Null, |h| Value::from(h.word())),
-                )
-                .field(
-                    keys.health_status,
-                    color
-                        .health
-                        .as_ref()
-                        .and_then(Health::status)
-                        .map_or(Value::Null, Value::from),
-                )
-                .field(
-                    keys.lock,
-                    color.app.lock.holder().map_or(Value::Null, Value::from),
-                );
+            for (key, value) in color.fields(keys) {
+                report = report.field(key, value);
+            }
+        }
+        // The hosts: added after every key there was before them.
+        let names: Vec<Value> = self
+            .hosts
+            .iter()
+            .map(|h| Value::from(h.name.clone()))
+            .collect();
+        report = report.field(
+            "HOSTS",
+            match format {
+                Format::Json => Value::Array(self.hosts.iter().map(HostStatus::json).collect()),
+                Format::Env | Format::Text => Value::Array(names),
+            },
+        );
+        let unreachable: Vec<Value> = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.reach(), Reach::Unreachable(_)))
+            .map(|h| Value::from(h.name.clone()))
+            .collect();
+        report = report.field("UNREACHABLE_HOSTS", Value::Array(unreachable));
+        for (c, keys) in KEYS.iter().enumerate() {
+            let up = self
+                .hosts
+                .iter()
+                .filter(|h| {
+                    h.colors[c].app.reach == Reach::Read && h.colors[c].app.found.sockets > 0
+                })
+                .count();
+            let probed: Vec<&Health> = self
+                .hosts
+                .iter()
+                .filter_map(|h| h.colors[c].health.as_ref())
+                .collect();
+            let healthy = probed
+                .iter()
+                .filter(|h| matches!(h, Health::Healthy { .. }))
+                .count();
+            report = report.field(keys.up_hosts, up).field(
+                keys.healthy_hosts,
+                if probed.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(healthy)
+                },
+            );
         }
         report
+    }
+}
+
+fn when(t: Option<f64>) -> Value {
+    t.map_or(Value::Null, |t| Value::from(table::rfc3339(t)))
+}
+
+impl ColorStatus {
+    /// This color's fields in `--format env|json`, under `keys`.
+    fn fields(&self, keys: &Keys) -> Vec<(&'static str, Value)> {
+        let pids = self.pids();
+        vec![
+            (keys.port, Value::from(self.port)),
+            (keys.role, Value::from(self.role.word())),
+            (keys.nginx, Value::from(self.nginx.word())),
+            (keys.app, Value::from(self.app_word())),
+            (
+                keys.pid,
+                pids.first().map_or(Value::Null, |p| Value::from(*p)),
+            ),
+            (
+                keys.pid_file_pid,
+                self.app.pid_file.map_or(Value::Null, Value::from),
+            ),
+            (
+                keys.pid_match,
+                self.pid_match().map_or(Value::Null, Value::from),
+            ),
+            (
+                keys.uptime,
+                self.app
+                    .started
+                    .map_or(Value::Null, |(_, age)| Value::from(age as u64)),
+            ),
+            (keys.started, when(self.app.started.map(|(at, _)| at))),
+            (keys.artifact, self.record("artifact")),
+            (keys.version, self.record("version")),
+            (keys.sha256, self.record("sha256")),
+            (keys.deployed, self.record("started")),
+            (keys.deployed_by, self.record("actor")),
+            (
+                keys.health,
+                self.health
+                    .as_ref()
+                    .map_or(Value::Null, |h| Value::from(h.word())),
+            ),
+            (
+                keys.health_status,
+                self.health
+                    .as_ref()
+                    .and_then(Health::status)
+                    .map_or(Value::Null, Value::from),
+            ),
+            (
+                keys.lock,
+                self.app.lock.holder().map_or(Value::Null, Value::from),
+            ),
+        ]
+    }
+}
+
+impl HostStatus {
+    /// One element of `hosts` in `--format json`: the color's fields
+    /// without their color (`blue_pid` is `blue.pid`).
+    fn json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("host".into(), Value::from(self.name.clone()));
+        object.insert(
+            "ssh_host".into(),
+            self.ssh.clone().map_or(Value::Null, Value::from),
+        );
+        object.insert("in_upstream".into(), Value::from(self.in_route));
+        object.insert("app_host".into(), Value::from(self.state_word()));
+        object.insert(
+            "error".into(),
+            match self.reach() {
+                Reach::Unreachable(why) => Value::from(why.clone()),
+                _ => Value::Null,
+            },
+        );
+        for (color, keys) in self.colors.iter().zip(&KEYS) {
+            let fields: Map<String, Value> = color
+                .fields(keys)
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = key.split_once('_').map_or(key, |(_, rest)| rest);
+                    (key.to_ascii_lowercase(), value)
+                })
+                .collect();
+            object.insert(color.name.to_string(), Value::Object(fields));
+        }
+        Value::Object(object)
     }
 }
 
@@ -1212,6 +1849,152 @@ mod tests {
         );
         assert_eq!(none.text(), "no answer (connection refused)");
         assert_eq!((none.word(), none.status()), ("no-answer", None));
+    }
+
+    fn sources(args: &[&str]) -> Vec<Source> {
+        let cli = Cli::try_parse_from([&["bg-status"][..], args].concat()).unwrap();
+        cli.sources().unwrap()
+    }
+
+    fn hosts(list: &[&str]) -> Vec<String> {
+        list.iter().map(|h| h.to_string()).collect()
+    }
+
+    fn names(entries: &[Entry]) -> Vec<(&str, bool, Option<usize>)> {
+        entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.in_route, e.source))
+            .collect()
+    }
+
+    #[test]
+    fn app_hosts_repeat_or_come_as_a_list() {
+        let given = sources(&[
+            "--app-ssh-host",
+            "deploy@10.200.0.2:2222",
+            "--app-ssh-host",
+            "10.200.0.6,[fd00::7]:22",
+            "--app-ssh-host",
+            "10.200.0.6",
+        ]);
+        let seen: Vec<_> = given
+            .iter()
+            .map(|s| (s.given.as_deref().unwrap(), s.host.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("deploy@10.200.0.2:2222", "10.200.0.2"),
+                ("10.200.0.6", "10.200.0.6"),
+                ("[fd00::7]:22", "fd00::7")
+            ],
+            "each once"
+        );
+        assert!(given.iter().all(|s| s.explicit && !s.is_nginx_host));
+        // None: the nginx host, as before.
+        let nginx = sources(&["--host", "ops@10.0.0.1"]);
+        assert_eq!(nginx.len(), 1);
+        assert!(nginx[0].is_nginx_host && !nginx[0].explicit);
+        assert_eq!(nginx[0].host.as_deref(), Some("10.0.0.1"));
+        let local = sources(&[]);
+        assert_eq!(
+            (local[0].given.as_ref(), local[0].host.as_ref()),
+            (None, None)
+        );
+        // The same as --host: read with the nginx host.
+        let same = sources(&["--host", "10.0.0.1", "--app-ssh-host", "10.0.0.1"]);
+        assert!(same[0].is_nginx_host && same[0].explicit);
+    }
+
+    #[test]
+    fn each_server_host_meets_its_app_host_by_host() {
+        let fleet = hosts(&["10.200.0.2", "10.200.0.6", "[fd00::7]"]);
+        let given = sources(&[
+            "--app-ssh-host",
+            "deploy@10.200.0.6:2222",
+            "--app-ssh-host",
+            "10.9.9.9",
+            "--app-ssh-host",
+            "fd00::7",
+        ]);
+        assert_eq!(
+            names(&entries(&fleet, &given)),
+            [
+                ("10.200.0.2", true, None),
+                ("10.200.0.6", true, Some(0)),
+                ("[fd00::7]", true, Some(2)),
+                ("10.9.9.9", false, Some(1)),
+            ]
+        );
+        // The nginx host is the app host of its loopback servers, and of its own name.
+        let here = hosts(&["127.0.0.1", "127.0.0.2", "10.0.0.1", "10.0.0.5"]);
+        assert_eq!(
+            names(&entries(&here, &sources(&["--host", "10.0.0.1"]))),
+            [
+                ("127.0.0.1", true, Some(0)),
+                ("127.0.0.2", true, Some(0)),
+                ("10.0.0.1", true, Some(0)),
+                ("10.0.0.5", true, None),
+            ]
+        );
+        // An --app-ssh-host is matched by its name alone, loopback or not.
+        assert_eq!(
+            names(&entries(
+                &hosts(&["127.0.0.1", "127.0.0.2"]),
+                &sources(&["--app-ssh-host", "127.0.0.1:2222"])
+            )),
+            [("127.0.0.1", true, Some(0)), ("127.0.0.2", true, None)]
+        );
+    }
+
+    #[test]
+    fn one_app_host_and_one_server_host_are_one_host_whatever_their_names() {
+        let one = entries(
+            &hosts(&["10.0.0.5"]),
+            &sources(&["--app-ssh-host", "app1.example"]),
+        );
+        assert_eq!(names(&one), [("10.0.0.5", true, Some(0))]);
+        // Nothing routed yet: the app host by its name.
+        let none = entries(&[], &sources(&["--host", "deploy@app1:2222"]));
+        assert_eq!(names(&none), [("app1", false, Some(0))]);
+        assert_eq!(names(&entries(&[], &sources(&[])))[0].0, "localhost");
+    }
+
+    #[test]
+    fn health_urls_with_a_host() {
+        let template = |text: &str| Template {
+            text: text.into(),
+            per_host: text.contains("{host}"),
+        };
+        let fleet = template("http://{host}:{port}/actuator/health");
+        assert_eq!(
+            fleet.url(Some("10.200.0.2"), 8001),
+            "http://10.200.0.2:8001/actuator/health"
+        );
+        assert_eq!(
+            fleet.url(Some("[fd00::7]"), 8000),
+            "http://[fd00::7]:8000/actuator/health"
+        );
+        assert_eq!(
+            fleet.url(Some("fd00::7"), 8000),
+            "http://[fd00::7]:8000/actuator/health"
+        );
+        let one = template("http://10.0.0.5:{port}/health");
+        assert!(!one.per_host);
+        assert_eq!(one.url(None, 8000), "http://10.0.0.5:8000/health");
+        let cli = |url: &str| {
+            Cli::try_parse_from(["bg-status", "--health-url", url])
+                .unwrap()
+                .health_template()
+        };
+        assert!(
+            cli("http://{host}:{port}/health")
+                .unwrap()
+                .unwrap()
+                .per_host
+        );
+        assert!(cli("http://{host}/health").is_err(), "no {{port}}");
+        assert!(cli("ftp://{host}:{port}/").is_err());
     }
 
     #[test]

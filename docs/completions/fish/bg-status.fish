@@ -1,5 +1,5 @@
 complete -c bg-status -l deploy-path -d 'The app\'s directory on the app host, where bg-ship writes app-PORT.pid and app-PORT.json [default: none: no pid file, jar or version is shown]' -r
-complete -c bg-status -l health-url -d 'Probe each port once at this URL, {port} standing for it (e.g. http://10.0.0.5:{port}/actuator/health), from where bg-status runs' -r
+complete -c bg-status -l health-url -d 'Probe each port once at this URL, {port} standing for it (e.g. http://10.0.0.5:{port}/actuator/health), from where bg-status runs; with {host} too (http://{host}:{port}/actuator/health), each port of every app host nginx routes to' -r
 complete -c bg-status -l expect-status -d 'Statuses of --health-url that count as healthy: a list or ranges, e.g. 200,204,300-399' -r
 complete -c bg-status -l health-timeout -d 'How long each probe may take' -r
 complete -c bg-status -l cacert -d 'For https URLs: trust only the CA certificates in this PEM file, instead of the built-in roots (as curl\'s --cacert does) [default: Mozilla\'s roots, built into the binary]' -r -F
@@ -14,7 +14,7 @@ complete -c bg-status -l sites-available -d 'Symlink layout: directory of the si
 complete -c bg-status -l sites-enabled -d 'Symlink layout: directory nginx includes, holding the one enabled link' -r
 complete -c bg-status -l upstream-file -d 'Managed layout: the include file holding `upstream NAME { ... }` and nothing else' -r
 complete -c bg-status -l upstream-name -d 'Managed layout: the upstream\'s name' -r
-complete -c bg-status -l app-ssh-host -d 'The app host, where it is not --host (the nginx host): reached with the same SSH options' -r
+complete -c bg-status -l app-ssh-host -d 'The app host, where it is not --host (the nginx host): reached with the same SSH options. Repeat it (or list them, comma-separated) for several app hosts behind one upstream: all are read at the same time, each shown beside the upstream\'s server with its HOST' -r
 complete -c bg-status -l host -d 'Act on this host over SSH instead of the local machine' -r
 complete -c bg-status -l ssh-user -d 'SSH login name [default: the user in --host, else $USER]' -r
 complete -c bg-status -l ssh-port -d 'SSH port (a :PORT in --host wins) [default: Port in ssh_config, else 22]' -r
