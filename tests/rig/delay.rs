@@ -46,6 +46,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DelayProxy {
     /// Where to connect instead of the target.
     pub port: u16,
+    /// The address it listens on.
+    pub address: std::net::IpAddr,
     stop: Arc<AtomicBool>,
     open: Registry,
     accept: Option<JoinHandle<()>>,
@@ -69,9 +71,19 @@ impl DelayProxy {
 
     /// Starts the proxy on `127.0.0.1:port` (0: a free one).
     pub fn bind(port: u16, target: u16, rtt: Duration) -> io::Result<DelayProxy> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        DelayProxy::between(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from(([127, 0, 0, 1], target)),
+            rtt,
+        )
+    }
+
+    /// Starts the proxy on `listen` (port 0: a free one), forwarding to
+    /// `target`. The proxy's threads stay in the network namespace of the
+    /// thread that calls this: an app host's, for a slow link to it.
+    pub fn between(listen: SocketAddr, target: SocketAddr, rtt: Duration) -> io::Result<DelayProxy> {
+        let listener = TcpListener::bind(listen)?;
         let port = listener.local_addr()?.port();
-        let target = SocketAddr::from(([127, 0, 0, 1], target));
         let stop = Arc::new(AtomicBool::new(false));
         let open: Registry = Arc::default();
         let accept = {
@@ -82,6 +94,7 @@ impl DelayProxy {
         };
         Ok(DelayProxy {
             port,
+            address: listen.ip(),
             stop,
             open,
             accept: Some(accept),
@@ -98,7 +111,7 @@ impl Drop for DelayProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // accept() blocks: one last connection wakes it to see the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.address, self.port));
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }

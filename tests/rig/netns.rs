@@ -99,6 +99,22 @@ impl Netns {
         Ok(())
     }
 
+    /// Runs `f` on a thread inside the namespace: sockets it makes, and
+    /// threads it starts, belong to the namespace.
+    pub fn run_inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on an open namespace file; it changes this thread only.
+            let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
     /// Every process in the namespace.
     pub fn pids(&self) -> Vec<i32> {
         ip(&["netns", "pids", &self.name])
@@ -146,9 +162,14 @@ impl AppHost {
         self.netns.address
     }
 
-    /// `--host` for this host, over the fleet's common key.
-    pub fn target(&self) -> String {
-        self.sshd.target()
+    /// A slow link to this host's sshd: a [`crate::DelayProxy`] inside
+    /// the namespace on port 2222 of its address, forwarding to port 22.
+    pub fn slow_ssh(&self, rtt: Duration) -> crate::DelayProxy {
+        let address = std::net::IpAddr::V4(self.address());
+        self.netns.run_inside(move || {
+            crate::DelayProxy::between((address, 2222).into(), (address, 22).into(), rtt)
+                .expect("the delay proxy cannot listen in the namespace")
+        })
     }
 }
 
