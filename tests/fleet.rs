@@ -313,6 +313,26 @@ fn a_fleet_of_three_deploys_under_load_without_a_failed_request() {
         );
     }
     assert_eq!(job.history_lines(), 2);
+    // The last stage's bg-status showed every host of the upstream.
+    for host in &job.fleet.hosts {
+        let row = |color: &str| {
+            second
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", host.address())) && l.contains(color))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| {
+                    panic!("no bg-status row for {} {color}:\n{second}", host.address())
+                })
+        };
+        let green = row(" green ");
+        assert!(green.contains("8001 active serving up"), "{green}");
+        assert!(
+            green.contains("1.1.0 demo-1.1.0.jar healthy (200)"),
+            "{green}"
+        );
+        let blue = row(" blue ");
+        assert!(blue.contains("8000 backup standby up"), "{blue}");
+    }
 }
 
 #[test]
@@ -407,7 +427,12 @@ fn bench_fleet_of_three_vs_one_host() {
         let mut known = std::fs::read_to_string(&known_hosts).unwrap();
         for host in &job.fleet.hosts {
             let proxy = host.slow_ssh(rtt);
-            known.push_str(&format!("[{}]:{} {}\n", host.address(), proxy.port, host.sshd.host_key));
+            known.push_str(&format!(
+                "[{}]:{} {}\n",
+                host.address(),
+                proxy.port,
+                host.sshd.host_key
+            ));
             ssh_hosts.push(format!("{}:{}", host.address(), proxy.port));
             proxies.push(proxy);
         }
@@ -454,7 +479,12 @@ fn bench_fleet_of_three_vs_one_host() {
 fn stage_seconds(log: &str, name: &str) -> f64 {
     let prefix = format!("[shim] stage ({name}) took ");
     log.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix(" ms")?.parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(&prefix)?
+                .strip_suffix(" ms")?
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no time for stage {name} in the log:\n{log}"))
         / 1000.0
 }

@@ -7,53 +7,22 @@
 //! and as nginx host) and a real nginx; the apps are real JVMs.
 
 mod nginx_site;
+mod pipeline;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bg_deploy_tests::{ClosedPort, JAVA_OPTS, Sshd, bin_path, cannot_run, http_get, need};
 use nginx_site::{Site, Via};
+use pipeline::{AppRepo, Load, SHIM, Shim, java_home, tempdir, write};
 use tempfile::TempDir;
 
-const SOURCE: &str = include_str!("rig/TestApp.java");
-const SHIM: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/jenkins/pipeline-shim.groovy"
-);
 const JENKINSFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/jenkins/Jenkinsfile");
 const ROLLBACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/jenkins/Jenkinsfile.rollback");
-
-/// The Gradle wrapper's stand-in: no Gradle download is possible here.
-const GRADLEW: &str = r#"#!/usr/bin/env bash
-# Test stand-in for the Gradle wrapper: `clean` and `bootJar` of the one-class
-# app in src/main/java, the version from build.gradle baked into
-# application.properties the way processResources would.
-set -euo pipefail
-cd "$(dirname "$0")"
-name=$(sed -n "s/^rootProject.name *= *'\(.*\)'.*/\1/p" settings.gradle)
-version=$(sed -n "s/^version *= *'\(.*\)'.*/\1/p" build.gradle)
-for task in "$@"; do
-  case "$task" in
-    clean) rm -rf build ;;
-    bootJar)
-      mkdir -p build/classes build/libs
-      javac -J-XX:-UsePerfData -nowarn -XDignore.symbol.file -d build/classes src/main/java/*.java 2>&1 | grep -v -e warning -e '^ ' -e '^[0-9]* warning' >&2 || true
-      [ -f build/classes/TestApp.class ] || { echo "compilation failed" >&2; exit 1; }
-      if [ -d src/main/resources ]; then cp -R src/main/resources/. build/classes/; fi
-      echo "app.version=$version" >> build/classes/application.properties
-      jar -J-XX:-UsePerfData --create --file "build/libs/$name-$version.jar" --main-class TestApp -C build/classes .
-      echo "built build/libs/$name-$version.jar"
-      ;;
-    *) echo "gradlew stand-in: unknown task $task" >&2; exit 1 ;;
-  esac
-done
-"#;
 
 /// The parameters only the deploy pipeline declares.
 const DEPLOY_ONLY: &[&str] = &[
@@ -73,7 +42,7 @@ const DEPLOY_ONLY: &[&str] = &[
 /// deploy directory (all on this machine, reached over the rig's sshd).
 struct Job {
     site: Site,
-    repo: TempDir,
+    repo: AppRepo,
     workspace: TempDir,
     deploy: TempDir,
     credentials: PathBuf,
@@ -89,25 +58,10 @@ impl Job {
         let sshd = Sshd::start();
         let mut site = Site::new("dev", Via::Ssh(sshd));
         site.nginx.start();
-        let repo = tempdir("bg-jenkins-repo-");
+        let repo = AppRepo::new();
         let workspace = tempdir("bg-jenkins-ws-");
         let deploy = tempdir("bg-jenkins-deploy-");
         let credentials = site.work.path().join("credentials.json");
-
-        git(repo.path(), &["init", "-q", "-b", "main"]);
-        write(
-            repo.path(),
-            "settings.gradle",
-            "rootProject.name = 'demo'\n",
-        );
-        write(repo.path(), "src/main/java/TestApp.java", SOURCE);
-        write(repo.path(), "gradlew", GRADLEW);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            repo.path().join("gradlew"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
         let job = Job {
             site,
             repo,
@@ -149,41 +103,7 @@ impl Job {
     /// Commits `version` to main; `crash` makes the app fail 2.5 s after it
     /// starts, past bg-ship's 1 s settle, as a Spring context can.
     fn commit(&self, version: &str, crash: bool) {
-        // The plugin line is there for gradle-version to ignore.
-        write(
-            self.repo.path(),
-            "build.gradle",
-            &format!(
-                "plugins {{\n    id 'org.springframework.boot' version '3.3.0'\n}}\n\nversion = '{version}'\n"
-            ),
-        );
-        let resources = self
-            .repo
-            .path()
-            .join("src/main/resources/application.properties");
-        if crash {
-            write(
-                self.repo.path(),
-                "src/main/resources/application.properties",
-                "app.crashAfter=2500\n",
-            );
-        } else {
-            let _ = std::fs::remove_file(resources);
-        }
-        git(self.repo.path(), &["add", "-A"]);
-        git(
-            self.repo.path(),
-            &[
-                "-c",
-                "user.name=test",
-                "-c",
-                "user.email=test@example.invalid",
-                "commit",
-                "-q",
-                "-m",
-                version,
-            ],
-        );
+        self.repo.commit(version, crash);
     }
 
     fn history(&self) -> PathBuf {
@@ -199,7 +119,7 @@ impl Job {
         };
         vec![
             ("BRANCH", "main".into()),
-            ("GIT_URL", format!("file://{}", self.repo.path().display())),
+            ("GIT_URL", self.repo.url()),
             ("APP_HOST", host.clone()),
             ("NGINX_HOST", host),
             ("BLUE_PORT", self.site.blue.to_string()),
@@ -259,47 +179,16 @@ impl Job {
         params: Vec<(&str, String)>,
     ) -> (bool, String) {
         self.builds += 1;
-        let mut cmd = Command::new("groovy");
-        cmd.arg(SHIM)
-            .arg("--credentials")
-            .arg(&self.credentials)
-            .arg("--workspace")
-            .arg(self.workspace.path())
-            .arg(jenkinsfile);
-        for (name, value) in params {
-            cmd.arg(format!("{name}={value}"));
+        Shim {
+            jenkinsfile,
+            job,
+            build: self.builds,
+            credentials: &self.credentials,
+            workspace: self.workspace.path(),
+            lock_dir: &self.site.work.path().join("locks"),
+            params,
         }
-        // Nothing from the developer's shell leaks in.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("BG_") || key == "SSH_AUTH_SOCK" || key == "BUILD_TAG" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("JAVA_HOME", java_home())
-            // groovy's own JVM, with the flag every JVM of the tests gets.
-            .env("JAVA_OPTS", "-XX:-UsePerfData")
-            // The binaries' locks in the job's world, not in the host's /tmp.
-            .env("BG_LOCK_DIR", self.site.work.path().join("locks"))
-            .env("SHIM_JOB_NAME", job)
-            .env("SHIM_BUILD_NUMBER", self.builds.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let begun = Instant::now();
-        let output = cmd.output().unwrap_or_else(cannot_run("groovy"));
-        // stdout is the console; stderr holds `sh -x` traces and the binaries' progress.
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        eprintln!(
-            "==== {job} #{} ({:?}) exit {:?}\n{log}",
-            self.builds,
-            begun.elapsed(),
-            output.status.code()
-        );
-        (output.status.success(), log)
+        .run()
     }
 
     #[track_caller]
@@ -345,38 +234,6 @@ fn site_sshd(site: &Site) -> &Sshd {
     }
 }
 
-fn tempdir(prefix: &str) -> TempDir {
-    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .status()
-        .unwrap_or_else(cannot_run("git"));
-    assert!(status.success(), "git {args:?} failed");
-}
-
-/// groovy needs JAVA_HOME: the JDK that holds the `javac` on PATH.
-fn java_home() -> PathBuf {
-    need("javac");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let javac = std::env::split_paths(&path)
-        .map(|dir| dir.join("javac"))
-        .find(|p| p.is_file())
-        .unwrap();
-    let real = std::fs::canonicalize(javac).unwrap();
-    real.ancestors().nth(2).unwrap().to_path_buf()
-}
-
 /// A chat webhook: answers every POST with 200 and keeps the `text` of each.
 fn chat_webhook() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -408,46 +265,6 @@ fn chat_webhook() -> (String, Arc<Mutex<Vec<String>>>) {
         }
     });
     (url, texts)
-}
-
-/// Bounded load through nginx: one `Connection: close` GET at a time, paced,
-/// at most 20,000; every answer must be 200 from one of the deployed versions.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    thread: JoinHandle<Vec<String>>,
-}
-
-impl Load {
-    fn start(listen: u16, versions: &[&str]) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let versions: Vec<String> = versions.iter().map(|v| format!("{v}\n")).collect();
-        let thread = {
-            let (stop, ok) = (stop.clone(), ok.clone());
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                while !stop.load(Ordering::Relaxed) && ok.load(Ordering::Relaxed) < 20_000 {
-                    match http_get(listen, "/version") {
-                        Some((200, body)) if versions.contains(&body) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        other => failures.push(format!("{other:?}")),
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                failures
-            })
-        };
-        Load { stop, ok, thread }
-    }
-
-    /// (answered, failures)
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.thread.join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
 }
 
 #[test]
