@@ -81,7 +81,11 @@ impl DelayProxy {
     /// Starts the proxy on `listen` (port 0: a free one), forwarding to
     /// `target`. The proxy's threads stay in the network namespace of the
     /// thread that calls this: an app host's, for a slow link to it.
-    pub fn between(listen: SocketAddr, target: SocketAddr, rtt: Duration) -> io::Result<DelayProxy> {
+    pub fn between(
+        listen: SocketAddr,
+        target: SocketAddr,
+        rtt: Duration,
+    ) -> io::Result<DelayProxy> {
         let listener = TcpListener::bind(listen)?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));

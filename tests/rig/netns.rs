@@ -108,7 +108,12 @@ impl Netns {
             use std::os::fd::AsRawFd;
             // SAFETY: setns on an open namespace file; it changes this thread only.
             let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(entered, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            assert_eq!(
+                entered,
+                0,
+                "setns {path}: {}",
+                std::io::Error::last_os_error()
+            );
             f()
         })
         .join()
