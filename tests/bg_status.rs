@@ -382,14 +382,7 @@ fn the_managed_layout_reads_the_upstream_file() {
         .unwrap()
     };
     write_upstream(green, blue);
-    std::fs::write(
-        site.nginx.sites_enabled().join("dev"),
-        format!(
-            "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
-            site.listen
-        ),
-    )
-    .unwrap();
+    site.nginx.enable_backend_site("dev", site.listen);
     site.start(&[]);
     site.assert_serves("green");
     let bin = status_bin(&site, None).args(["--upstream-file", upstream.to_str().unwrap()]);
@@ -471,14 +464,7 @@ fn a_fleet_is_shown_host_by_host(via: Via) {
         format!("upstream backend {{\n    server 127.0.0.1:{blue};\n    server 127.0.0.1:{green} backup;\n}}\n"),
     )
     .unwrap();
-    std::fs::write(
-        site.nginx.sites_enabled().join("dev"),
-        format!(
-            "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
-            site.listen
-        ),
-    )
-    .unwrap();
+    site.nginx.enable_backend_site("dev", site.listen);
     site.nginx.start();
     let blue_pid = ship(&site, &deploy, blue, "1.0.0", &mut reap);
     let green_pid = ship(&site, &deploy, green, "1.1.0", &mut reap);

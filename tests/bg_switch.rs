@@ -245,14 +245,7 @@ both_ways!(
 both_ways!(the_managed_layout_rewrites_one_upstream_file, |via: Via| {
     let mut site = Site::new("dev", via);
     let upstream = site.nginx.path("conf.d/dev-upstream.conf");
-    std::fs::write(
-        site.nginx.sites_enabled().join("dev"),
-        format!(
-            "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
-            site.listen
-        ),
-    )
-    .unwrap();
+    site.nginx.enable_backend_site("dev", site.listen);
     let managed = ["--upstream-file", upstream.to_str().unwrap()];
     let no_file = site.switch(site.blue, &managed);
     no_file.code(3);
@@ -318,14 +311,7 @@ fn several_app_hosts_are_all_primary() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        site.nginx.sites_enabled().join("dev"),
-        format!(
-            "server {{ listen 127.0.0.1:{}; location / {{ proxy_pass http://backend; }} }}\n",
-            site.listen
-        ),
-    )
-    .unwrap();
+    site.nginx.enable_backend_site("dev", site.listen);
     site.start(&[]);
     site.assert_serves("blue");
     let run = site.switch(

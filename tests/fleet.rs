@@ -187,14 +187,7 @@ impl FleetJob {
     fn first_deploy(&mut self, version: &str) -> String {
         let log = self.deploy_with(version, &[("FIRST_DEPLOY", "true")]);
         assert!(log.contains("nginx serves port (none yet)"), "{log}");
-        std::fs::write(
-            self.nginx.sites_enabled().join("dev"),
-            format!(
-                "server {{\n    listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; }}\n}}\n",
-                self.listen
-            ),
-        )
-        .unwrap();
+        self.nginx.enable_backend_site("dev", self.listen);
         self.nginx.reload();
         self.wait_serves(version);
         log

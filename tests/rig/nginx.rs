@@ -133,6 +133,18 @@ impl Nginx {
         std::fs::read_to_string(self.path("logs/error.log")).unwrap_or_default()
     }
 
+    /// Enables site `name`: a server on 127.0.0.1:`listen` that passes
+    /// everything to the upstream `backend`, as in the managed layout.
+    pub fn enable_backend_site(&self, name: &str, listen: u16) {
+        std::fs::write(
+            self.sites_enabled().join(name),
+            format!(
+                "server {{\n    listen 127.0.0.1:{listen};\n    location / {{ proxy_pass http://backend; }}\n}}\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// The master's pid file.
     pub fn pid_file(&self) -> PathBuf {
         self.path("nginx.pid")
