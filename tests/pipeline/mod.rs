@@ -111,19 +111,21 @@ impl AppRepo {
 
 /// One run of a Jenkinsfile through the shim.
 pub struct Shim<'a> {
-    pub jenkinsfile: &'a str,
+    pub jenkinsfile: &'a Path,
     pub job: &'a str,
     pub build: usize,
     pub credentials: &'a Path,
     pub workspace: &'a Path,
     /// The binaries' locks (`BG_LOCK_DIR`): the job's world, not the host's /tmp.
-    pub lock_dir: &'a Path,
+    pub lock_dir: Option<&'a Path>,
     pub params: Vec<(&'a str, String)>,
 }
 
 impl Shim<'_> {
-    /// Runs it: (succeeded, console log).
-    pub fn run(self) -> (bool, String) {
+    /// Runs it: (succeeded, console log, how long it took). The console goes
+    /// to files, not pipes: a process the shim failed to end would hold a
+    /// pipe open, and the test would wait for it.
+    pub fn run(self) -> (bool, String, Duration) {
         let mut cmd = Command::new("groovy");
         cmd.arg(SHIM)
             .arg("--credentials")
@@ -136,35 +138,43 @@ impl Shim<'_> {
         }
         // Nothing from the developer's shell leaks in.
         for (key, _) in std::env::vars() {
-            if key.starts_with("BG_") || key == "SSH_AUTH_SOCK" || key == "BUILD_TAG" {
+            if key.starts_with("BG_")
+                || key.starts_with("SHIM_")
+                || key == "SSH_AUTH_SOCK"
+                || key == "BUILD_TAG"
+            {
                 cmd.env_remove(key);
             }
         }
+        if let Some(dir) = self.lock_dir {
+            cmd.env("BG_LOCK_DIR", dir);
+        }
+        let console = tempdir("bg-shim-console-");
+        let (stdout, stderr) = (console.path().join("stdout"), console.path().join("stderr"));
         cmd.env("JAVA_HOME", java_home())
             // groovy's own JVM, with the flag every JVM of the tests gets.
             .env("JAVA_OPTS", "-XX:-UsePerfData")
-            .env("BG_LOCK_DIR", self.lock_dir)
             .env("SHIM_JOB_NAME", self.job)
             .env("SHIM_BUILD_NUMBER", self.build.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
         let begun = Instant::now();
-        let output = cmd.output().unwrap_or_else(cannot_run("groovy"));
+        let status = cmd.status().unwrap_or_else(cannot_run("groovy"));
+        let took = begun.elapsed();
         // stdout is the console; stderr holds `sh -x` traces and the binaries' progress.
         let log = format!(
             "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            std::fs::read_to_string(&stdout).unwrap(),
+            std::fs::read_to_string(&stderr).unwrap()
         );
         eprintln!(
-            "==== {} #{} ({:?}) exit {:?}\n{log}",
+            "==== {} #{} ({took:?}) exit {:?}\n{log}",
             self.job,
             self.build,
-            begun.elapsed(),
-            output.status.code()
+            status.code()
         );
-        (output.status.success(), log)
+        (status.success(), log, took)
     }
 }
 
@@ -232,10 +242,21 @@ impl Load {
         Load { stop, ok, thread }
     }
 
-    /// (answered, failures)
-    pub fn finish(self) -> (usize, Vec<String>) {
+    /// Stops the load and asserts that no request failed and that there
+    /// were enough of them to mean something; `what` ran meanwhile.
+    #[track_caller]
+    pub fn finish(self, what: &str) {
         self.stop.store(true, Ordering::Relaxed);
         let failures = self.thread.join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
+        let answered = self.ok.load(Ordering::Relaxed);
+        eprintln!(
+            "{what} under load: {answered} requests through nginx, {} failed",
+            failures.len()
+        );
+        assert!(failures.is_empty(), "requests failed: {failures:?}");
+        assert!(
+            answered > 50,
+            "the load was too light to mean anything: {answered}"
+        );
     }
 }
